@@ -1,0 +1,1 @@
+//! Criterion suites of kiln live in `benches/`.

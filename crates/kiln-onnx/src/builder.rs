@@ -1,0 +1,3 @@
+//! GraphBuilder. (Stub: being written.)
+
+pub struct GraphBuilder;

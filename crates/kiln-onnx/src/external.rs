@@ -1,0 +1,1 @@
+//! External data resolution. (Stub: being written.)

@@ -1,0 +1,42 @@
+//! `kiln-onnx`: the protobuf ONNX loader.
+//!
+//! [`load`] (a file) and [`from_bytes`] (bytes in memory) decode a `ModelProto` with the
+//! `onnx-protobuf` crate and turn it into kiln's [`Graph`] IR: values with symbolic shapes,
+//! nodes with typed attributes, initialisers as typed [`Tensor`]s, opset imports and metadata.
+//! External data is resolved relative to the model's folder and may not escape it. The graph is
+//! validated (one producer per value, every input defined, no cycles) and sorted topologically;
+//! then types and shapes are inferred for the ops in the [`ops`] registry.
+//!
+//! Every failure is an [`OnnxError`] that names the file, the node (name and op) or tensor, and
+//! what to do. No input may make the loader panic: `fuzz/` holds a cargo-fuzz target for
+//! [`from_bytes`], and the test suite truncates and bit-flips every fixture.
+
+mod attribute;
+pub mod builder;
+mod constness;
+mod error;
+mod external;
+mod graph;
+mod infer;
+mod load;
+pub mod ops;
+mod tensor;
+mod validate;
+
+pub use attribute::{AttrValue, Attribute};
+pub use builder::GraphBuilder;
+pub use constness::constant_values;
+pub use error::{NodeRef, OnnxError, Origin, Result, UnsupportedNode};
+pub use graph::{
+    Graph, ModelMetadata, Node, ONNX_DOMAIN, OpsetImport, ValueInfo, ValueKind, is_onnx_domain,
+};
+pub use infer::infer_shapes;
+pub use load::{LoadOptions, from_bytes, from_bytes_with, load, load_with};
+pub use ops::{Registry, registry, unsupported_nodes};
+pub use tensor::Tensor;
+pub use validate::validate_and_sort;
+
+/// Oldest and newest default-domain opsets kiln accepts.
+pub const MIN_OPSET: i64 = 7;
+/// Newest default-domain opset kiln has been checked against.
+pub const MAX_OPSET: i64 = 23;
