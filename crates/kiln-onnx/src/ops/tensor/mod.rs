@@ -1,0 +1,6 @@
+//! Shape and data-movement ops.
+
+use super::OpDef;
+
+/// The ops of this folder, registered by [`super::registry`].
+pub(crate) const DEFS: &[&OpDef] = &[];
