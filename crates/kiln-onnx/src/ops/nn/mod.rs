@@ -1,6 +1,37 @@
-//! Arithmetic and network ops.
+//! Arithmetic and network ops: convolution, pooling, normalisation, activations, elementwise
+//! math with broadcasting, matrix products, reductions, TopK, Resize and quantisation.
+//!
+//! One file per op or per family of ops sharing a signature; each file's module doc holds the
+//! spec links and the opset versions where its ops changed. Shared helpers live in [`common`].
 
 use super::OpDef;
 
+mod common;
+#[cfg(test)]
+mod test_util;
+mod unary;
+
 /// The ops of this folder, registered by [`super::registry`].
-pub(crate) const DEFS: &[&OpDef] = &[];
+pub(crate) const DEFS: &[&OpDef] = &[
+    &unary::RELU,
+    &unary::LEAKY_RELU,
+    &unary::SIGMOID,
+    &unary::HARD_SIGMOID,
+    &unary::HARD_SWISH,
+    &unary::TANH,
+    &unary::GELU,
+    &unary::ERF,
+    &unary::SOFTPLUS,
+    &unary::ELU,
+    &unary::SELU,
+    &unary::MISH,
+    &unary::SQRT,
+    &unary::RECIPROCAL,
+    &unary::EXP,
+    &unary::LOG,
+    &unary::ABS,
+    &unary::NEG,
+    &unary::FLOOR,
+    &unary::CEIL,
+    &unary::ROUND,
+];
