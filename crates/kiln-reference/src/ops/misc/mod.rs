@@ -2,5 +2,21 @@
 
 use super::OpFn;
 
+mod common;
+pub mod reduce;
+#[cfg(test)]
+pub(crate) mod test_util;
+
 /// `(op_type, function)` for every op of this folder.
-pub(crate) const OPS: &[(&str, OpFn)] = &[];
+pub(crate) const OPS: &[(&str, OpFn)] = &[
+    ("ReduceSum", reduce::reduce_sum),
+    ("ReduceMean", reduce::reduce_mean),
+    ("ReduceMax", reduce::reduce_max),
+    ("ReduceMin", reduce::reduce_min),
+    ("ReduceProd", reduce::reduce_prod),
+    ("ReduceL1", reduce::reduce_l1),
+    ("ReduceL2", reduce::reduce_l2),
+    ("ReduceSumSquare", reduce::reduce_sum_square),
+    ("ReduceLogSum", reduce::reduce_log_sum),
+    ("ReduceLogSumExp", reduce::reduce_log_sum_exp),
+];
