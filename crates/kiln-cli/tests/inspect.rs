@@ -1,0 +1,521 @@
+//! End-to-end tests of `kiln inspect`: the built binary on every committed fixture (cross-checked
+//! against fixtures/manifest.json when it exists) and on hostile inputs, which must end in a
+//! message and exit code 1, never a panic or a signal.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn kiln(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("the kiln binary runs")
+}
+
+fn inspect(path: &Path, extra: &[&str]) -> Output {
+    let p = path.to_str().expect("test paths are UTF-8");
+    let mut args = vec!["inspect", p];
+    args.extend_from_slice(extra);
+    kiln(&args)
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
+}
+
+fn fixtures() -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(fixtures_dir())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "onnx"))
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+/// Asserts a clean failure: exit code 1 (not 101 for a panic, not a signal), a message on
+/// stderr that starts with `error:`, nothing on stdout.
+fn assert_clean_failure(out: &Output, what: &str) {
+    let err = text(&out.stderr);
+    assert!(!err.contains("panicked"), "{what}: kiln panicked:\n{err}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{what}: expected exit code 1, got {:?}; stderr:\n{err}",
+        out.status
+    );
+    assert!(err.starts_with("error: "), "{what}: stderr:\n{err}");
+    assert!(
+        out.stdout.is_empty(),
+        "{what}: stdout should be empty:\n{}",
+        text(&out.stdout)
+    );
+}
+
+/// A run that may succeed or fail, but only cleanly.
+fn assert_no_crash(out: &Output, what: &str) {
+    let err = text(&out.stderr);
+    assert!(!err.contains("panicked"), "{what}: kiln panicked:\n{err}");
+    match out.status.code() {
+        Some(0) => {}
+        Some(1) => assert!(err.starts_with("error: "), "{what}: stderr:\n{err}"),
+        other => panic!("{what}: exit {other:?} (panic or signal); stderr:\n{err}"),
+    }
+}
+
+fn inspect_json(path: &Path) -> Value {
+    let out = inspect(path, &["--json"]);
+    assert!(
+        out.status.success(),
+        "{}: inspect --json failed:\n{}",
+        path.display(),
+        text(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{}: --json is not JSON ({e}):\n{}",
+            path.display(),
+            text(&out.stdout)
+        )
+    })
+}
+
+#[test]
+fn every_fixture_inspects_as_text_and_json() {
+    let all = fixtures();
+    assert!(
+        !all.is_empty(),
+        "no *.onnx in {}: the fixtures are committed (fixtures/README.md)",
+        fixtures_dir().display()
+    );
+    for f in &all {
+        let out = inspect(f, &[]);
+        let stdout = text(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}: inspect failed:\n{}",
+            f.display(),
+            text(&out.stderr)
+        );
+        for label in [
+            "file:",
+            "IR version:",
+            "opsets:",
+            "inputs (",
+            "outputs (",
+            "parameters:",
+        ] {
+            assert!(
+                stdout.contains(label),
+                "{}: no '{label}' in:\n{stdout}",
+                f.display()
+            );
+        }
+
+        let v = inspect_json(f);
+        for field in [
+            "file",
+            "ir_version",
+            "producer",
+            "opsets",
+            "inputs",
+            "outputs",
+            "op_histogram",
+            "node_count",
+            "parameters",
+            "unsupported",
+            "constant_values",
+        ] {
+            assert!(
+                v.get(field).is_some(),
+                "{}: no '{field}' in {v}",
+                f.display()
+            );
+        }
+        let hist = v["op_histogram"]
+            .as_object()
+            .expect("op_histogram is an object");
+        let total: u64 = hist.values().map(|n| n.as_u64().expect("counts")).sum();
+        assert_eq!(
+            Some(total),
+            v["node_count"].as_u64(),
+            "{}: histogram and node count disagree",
+            f.display()
+        );
+        let params = &v["parameters"];
+        assert!(
+            params["bytes"].as_u64() >= params["count"].as_u64(),
+            "{}: fewer bytes than parameters: {params}",
+            f.display()
+        );
+        assert!(!v["opsets"].as_array().expect("opsets").is_empty());
+
+        let verbose = inspect(f, &["-v"]);
+        assert!(verbose.status.success());
+        assert!(text(&verbose.stdout).contains("nodes (topological order):"));
+    }
+}
+
+// ---- fixtures/manifest.json cross-check ---------------------------------------------------
+//
+// The manifest is written by the fixture export script with the `onnx` Python package, so it is
+// an independent reading of the same files. Entries are found by file name; each field is
+// compared when the manifest has it.
+
+fn manifest_entries(manifest: &Value) -> Vec<(String, &Value)> {
+    let list = manifest
+        .get("models")
+        .or_else(|| manifest.get("fixtures"))
+        .unwrap_or(manifest);
+    match list {
+        Value::Array(items) => items
+            .iter()
+            .filter_map(|m| {
+                let name = ["file", "path", "name", "model"]
+                    .iter()
+                    .find_map(|k| m.get(*k).and_then(Value::as_str))?;
+                Some((name.to_string(), m))
+            })
+            .collect(),
+        Value::Object(map) => map
+            .iter()
+            .filter(|(_, m)| m.is_object())
+            .map(|(k, m)| (k.clone(), m))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn same_file(manifest_name: &str, fixture: &Path) -> bool {
+    let file = fixture.file_name().and_then(|s| s.to_str()).unwrap_or("");
+    let stem = fixture.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+    let base = Path::new(manifest_name)
+        .file_name()
+        .and_then(|s| s.to_str())
+        .unwrap_or(manifest_name);
+    base == file || base == stem
+}
+
+fn field<'a>(entry: &'a Value, names: &[&str]) -> Option<&'a Value> {
+    names.iter().find_map(|n| entry.get(*n))
+}
+
+fn norm_domain(d: &str) -> &str {
+    if d == "ai.onnx" { "" } else { d }
+}
+
+/// `{domain: version}` from either a list of `{domain, version}` or a map.
+fn opset_map(v: &Value) -> Vec<(String, i64)> {
+    let mut out: Vec<(String, i64)> = match v {
+        Value::Array(items) => items
+            .iter()
+            .map(|o| {
+                (
+                    norm_domain(o["domain"].as_str().unwrap_or("")).to_string(),
+                    o["version"].as_i64().expect("opset version"),
+                )
+            })
+            .collect(),
+        Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| {
+                (
+                    norm_domain(k).to_string(),
+                    v.as_i64().expect("opset version"),
+                )
+            })
+            .collect(),
+        _ => panic!("opsets: unexpected {v}"),
+    };
+    out.sort();
+    out
+}
+
+/// A manifest dtype (`"float"`, `"FLOAT"`, `"f32"`, or an ONNX code) as kiln's short name.
+fn dtype_name(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => s
+            .trim_start_matches("tensor(")
+            .trim_end_matches(')')
+            .parse::<kiln_core::DataType>()
+            .ok()
+            .map(|d| d.name().to_string()),
+        Value::Number(n) => n
+            .as_i64()
+            .and_then(|c| kiln_core::DataType::from_onnx_code(i32::try_from(c).ok()?))
+            .map(|d| d.name().to_string()),
+        _ => None,
+    }
+}
+
+/// A manifest dim as kiln's JSON dim: numbers stay, names stay, unknowns become null.
+fn norm_dim(v: &Value) -> Value {
+    match v {
+        Value::Number(n) if n.as_i64().is_some_and(|x| x < 0) => Value::Null,
+        Value::String(s) if s.is_empty() || s == "?" => Value::Null,
+        other => other.clone(),
+    }
+}
+
+fn check_values(fixture: &Path, which: &str, expected: &Value, got: &Value) {
+    let exp = expected.as_array().expect("manifest value list");
+    let got = got.as_array().expect("kiln value list");
+    let names = |l: &[Value]| -> Vec<String> {
+        l.iter()
+            .map(|v| match v {
+                Value::String(s) => s.clone(),
+                v => v["name"].as_str().unwrap_or("").to_string(),
+            })
+            .collect()
+    };
+    assert_eq!(
+        names(exp),
+        names(got),
+        "{}: {which} names",
+        fixture.display()
+    );
+    for (e, g) in exp.iter().zip(got) {
+        if let Some(d) = field(e, &["dtype", "elem_type", "type"]).and_then(dtype_name) {
+            assert_eq!(
+                Some(d.as_str()),
+                g["dtype"].as_str(),
+                "{}: {which} '{}' dtype",
+                fixture.display(),
+                g["name"]
+            );
+        }
+        if let Some(Value::Array(dims)) = field(e, &["shape", "dims"]) {
+            let want: Vec<Value> = dims.iter().map(norm_dim).collect();
+            assert_eq!(
+                Some(&want),
+                g["shape"].as_array(),
+                "{}: {which} '{}' shape",
+                fixture.display(),
+                g["name"]
+            );
+        }
+    }
+}
+
+fn op_key(k: &str) -> String {
+    // The default domain may be spelled out (`ai.onnx::Conv`) or left empty (`::Conv`).
+    k.strip_prefix("ai.onnx::")
+        .or_else(|| k.strip_prefix("::"))
+        .unwrap_or(k)
+        .to_string()
+}
+
+#[test]
+fn fixtures_agree_with_the_manifest() {
+    let path = fixtures_dir().join("manifest.json");
+    let Ok(raw) = std::fs::read_to_string(&path) else {
+        eprintln!("no {}: nothing to cross-check", path.display());
+        return;
+    };
+    let manifest: Value = serde_json::from_str(&raw).expect("manifest.json is JSON");
+    let entries = manifest_entries(&manifest);
+    assert!(!entries.is_empty(), "manifest.json lists no models");
+    let mut checked = 0;
+    for f in fixtures() {
+        let Some((_, entry)) = entries.iter().find(|(n, _)| same_file(n, &f)) else {
+            continue;
+        };
+        let got = inspect_json(&f);
+        if let Some(e) = field(entry, &["inputs"]) {
+            check_values(&f, "inputs", e, &got["inputs"]);
+        }
+        if let Some(e) = field(entry, &["outputs"]) {
+            check_values(&f, "outputs", e, &got["outputs"]);
+        }
+        if let Some(e) = field(entry, &["opsets", "opset_import", "opset_imports"]) {
+            assert_eq!(
+                opset_map(e),
+                opset_map(&got["opsets"]),
+                "{}: opsets",
+                f.display()
+            );
+        }
+        if let Some(Value::Object(e)) = field(entry, &["op_histogram", "ops", "op_counts"]) {
+            let mut want: Vec<(String, u64)> = e
+                .iter()
+                .map(|(k, v)| (op_key(k), v.as_u64().expect("op count")))
+                .collect();
+            want.sort();
+            let mut have: Vec<(String, u64)> = got["op_histogram"]
+                .as_object()
+                .expect("op_histogram")
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_u64().expect("op count")))
+                .collect();
+            have.sort();
+            assert_eq!(want, have, "{}: op histogram", f.display());
+        }
+        let params = field(
+            entry,
+            &["parameters", "parameter_count", "params", "num_parameters"],
+        );
+        let count = match params {
+            Some(Value::Object(p)) => p.get("count").and_then(Value::as_u64),
+            Some(v) => v.as_u64(),
+            None => None,
+        };
+        if let Some(count) = count {
+            assert_eq!(
+                Some(count),
+                got["parameters"]["count"].as_u64(),
+                "{}: parameter count",
+                f.display()
+            );
+        }
+        checked += 1;
+    }
+    assert!(
+        checked > 0,
+        "manifest.json names none of the fixtures in {}",
+        fixtures_dir().display()
+    );
+}
+
+// ---- hostile inputs ---------------------------------------------------------------------
+
+#[test]
+fn missing_path_is_a_clean_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-model.onnx");
+    let out = inspect(&missing, &[]);
+    assert_clean_failure(&out, "missing path");
+    assert!(text(&out.stderr).contains("no-such-model.onnx"));
+    assert_clean_failure(&inspect(&missing, &["--json"]), "missing path, --json");
+}
+
+#[test]
+fn directory_is_a_clean_error() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_clean_failure(&inspect(dir.path(), &[]), "a directory");
+}
+
+#[test]
+fn empty_file_is_a_clean_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("empty.onnx");
+    std::fs::write(&p, b"").unwrap();
+    let out = inspect(&p, &[]);
+    assert_clean_failure(&out, "empty file");
+    assert!(text(&out.stderr).contains("empty.onnx"));
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so that a failure reproduces.
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+#[test]
+fn random_bytes_are_a_clean_error() {
+    let dir = tempfile::tempdir().unwrap();
+    for (seed, len) in [(1, 1), (2, 16), (3, 1024), (4, 64 * 1024)] {
+        let p = dir.path().join(format!("noise-{seed}.onnx"));
+        std::fs::write(&p, noise(seed, len)).unwrap();
+        assert_clean_failure(&inspect(&p, &[]), &format!("{len} random bytes"));
+    }
+}
+
+#[test]
+fn protobuf_that_is_not_a_model_is_a_clean_error() {
+    let dir = tempfile::tempdir().unwrap();
+    // A ModelProto with ir_version = 7 and nothing else: no graph, no opsets.
+    let p = dir.path().join("no-graph.onnx");
+    std::fs::write(&p, [0x08, 0x07]).unwrap();
+    assert_clean_failure(&inspect(&p, &[]), "model without a graph");
+}
+
+#[test]
+fn deeply_nested_groups_are_a_clean_error() {
+    // Start-group tags nested 200,000 deep: the protobuf 3.4 skip-group recursion would
+    // overflow the stack; the loader's pre-scan must reject them first.
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("groups.onnx");
+    std::fs::write(&p, vec![0x0b_u8; 200_000]).unwrap();
+    assert_clean_failure(&inspect(&p, &[]), "nested groups");
+    // The same inside a length-delimited field (graph, field 7) at the top level.
+    let mut bytes = vec![0x3a];
+    let body = vec![0x0b_u8; 100_000];
+    let mut len = body.len();
+    while len >= 0x80 {
+        bytes.push((len as u8 & 0x7f) | 0x80);
+        len >>= 7;
+    }
+    bytes.push(len as u8);
+    bytes.extend_from_slice(&body);
+    let p = dir.path().join("groups-in-graph.onnx");
+    std::fs::write(&p, bytes).unwrap();
+    assert_clean_failure(&inspect(&p, &[]), "nested groups inside the graph field");
+}
+
+#[test]
+fn truncated_fixtures_never_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    for f in fixtures() {
+        let bytes = std::fs::read(&f).unwrap();
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        // Losing the last byte always cuts a field short: that must be an error.
+        let p = dir.path().join(format!("minus1-{name}"));
+        std::fs::write(&p, &bytes[..bytes.len() - 1]).unwrap();
+        assert_clean_failure(&inspect(&p, &[]), &format!("{name} minus its last byte"));
+        // Other cuts may land on a field boundary and still decode; they must not crash.
+        for cut in [1, 2, bytes.len() / 3, bytes.len() / 2, bytes.len() * 9 / 10] {
+            let p = dir.path().join(format!("cut{cut}-{name}"));
+            std::fs::write(&p, &bytes[..cut.min(bytes.len())]).unwrap();
+            assert_no_crash(&inspect(&p, &[]), &format!("{name} cut to {cut} bytes"));
+        }
+    }
+}
+
+// ---- the rest of the command line --------------------------------------------------------
+
+#[test]
+fn pending_subcommands_say_what_they_wait_for() {
+    for (cmd, needs) in [
+        ("build", "issue 5"),
+        ("run", "issue 3"),
+        ("bench", "issue 5"),
+        ("compare", "issue 3"),
+    ] {
+        let out = kiln(&[cmd, "--onnx", "model.onnx", "--fp16"]);
+        assert_clean_failure(&out, cmd);
+        let err = text(&out.stderr);
+        assert!(err.contains("not implemented yet"), "{cmd}: {err}");
+        assert!(err.contains(needs), "{cmd}: {err}");
+    }
+}
+
+#[test]
+fn help_and_version_work() {
+    let out = kiln(&["--help"]);
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    for cmd in ["inspect", "build", "run", "bench", "compare"] {
+        assert!(help.contains(cmd), "{help}");
+    }
+    let out = kiln(&["--version"]);
+    assert!(out.status.success());
+    assert!(text(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
+    // A usage error is clap's exit code 2, not a crash.
+    assert_eq!(kiln(&["inspect"]).status.code(), Some(2));
+}
