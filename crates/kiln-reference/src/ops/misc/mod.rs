@@ -2,10 +2,13 @@
 
 use super::OpFn;
 
+pub mod argmax;
 mod common;
+pub mod cumsum;
 pub mod reduce;
 #[cfg(test)]
 pub(crate) mod test_util;
+pub mod topk;
 
 /// `(op_type, function)` for every op of this folder.
 pub(crate) const OPS: &[(&str, OpFn)] = &[
@@ -19,4 +22,8 @@ pub(crate) const OPS: &[(&str, OpFn)] = &[
     ("ReduceSumSquare", reduce::reduce_sum_square),
     ("ReduceLogSum", reduce::reduce_log_sum),
     ("ReduceLogSumExp", reduce::reduce_log_sum_exp),
+    ("ArgMax", argmax::arg_max),
+    ("ArgMin", argmax::arg_min),
+    ("CumSum", cumsum::cum_sum),
+    ("TopK", topk::top_k),
 ];
