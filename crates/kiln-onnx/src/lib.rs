@@ -22,6 +22,7 @@ mod load;
 pub mod ops;
 mod tensor;
 mod validate;
+mod writer;
 
 pub use attribute::{AttrValue, Attribute};
 pub use builder::GraphBuilder;
@@ -35,6 +36,7 @@ pub use load::{LoadOptions, from_bytes, from_bytes_with, load, load_with};
 pub use ops::{Registry, registry, unsupported_nodes};
 pub use tensor::Tensor;
 pub use validate::validate_and_sort;
+pub use writer::{save, to_model_bytes};
 
 /// Oldest and newest default-domain opsets kiln accepts.
 pub const MIN_OPSET: i64 = 7;
