@@ -31,6 +31,15 @@ mod tests {
         let n = node("Identity", &["x"], &["y"], vec![]);
         let out = run(&DEF, 13, &n, vec![sym("batchx3")], vec![]).unwrap();
         assert_eq!(out[0], sym("batchx3").unwrap());
-        assert_err(run(&DEF, 13, &node("Identity", &[], &["y"], vec![]), vec![], vec![]), "inputs");
+        assert_err(
+            run(
+                &DEF,
+                13,
+                &node("Identity", &[], &["y"], vec![]),
+                vec![],
+                vec![],
+            ),
+            "inputs",
+        );
     }
 }

@@ -4,12 +4,35 @@
 
 use super::OpDef;
 
+mod concat;
+mod flatten;
+mod gather;
+mod gather_elements;
 mod identity;
 mod reshape;
 mod shape;
 mod size;
+mod slice;
+mod split;
+mod squeeze;
 #[cfg(test)]
 pub(crate) mod testutil;
+mod transpose;
+mod unsqueeze;
 
 /// The ops of this folder, registered by [`super::registry`].
-pub(crate) const DEFS: &[&OpDef] = &[&identity::DEF, &reshape::DEF, &shape::DEF, &size::DEF];
+pub(crate) const DEFS: &[&OpDef] = &[
+    &concat::DEF,
+    &flatten::DEF,
+    &gather::DEF,
+    &gather_elements::DEF,
+    &identity::DEF,
+    &reshape::DEF,
+    &shape::DEF,
+    &size::DEF,
+    &slice::DEF,
+    &split::DEF,
+    &squeeze::DEF,
+    &transpose::DEF,
+    &unsqueeze::DEF,
+];

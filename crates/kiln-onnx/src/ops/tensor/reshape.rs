@@ -93,7 +93,8 @@ fn infer(ctx: &mut InferCtx<'_>) -> Result<()> {
     if let Some(s) = in_shape {
         let total = DimProduct::of(s.dims());
         if let [i] = open.as_slice() {
-            let others = DimProduct::of(dims.iter().enumerate().filter(|(j, _)| j != i).map(|x| x.1));
+            let others =
+                DimProduct::of(dims.iter().enumerate().filter(|(j, _)| j != i).map(|x| x.1));
             match total.div(&others) {
                 Some(q) => dims[*i] = q.to_dim(),
                 None if total.exact
@@ -149,7 +150,13 @@ mod tests {
     fn reshape(opset: i64, x: &str, target: &[i64]) -> Result<Vec<crate::ops::Fact>> {
         let n = node("Reshape", &["x", "s"], &["y"], vec![]);
         let t = ints(target);
-        run(&DEF, opset, &n, vec![f32s(x), fact_of(&t)], vec![None, Some(&t)])
+        run(
+            &DEF,
+            opset,
+            &n,
+            vec![f32s(x), fact_of(&t)],
+            vec![None, Some(&t)],
+        )
     }
 
     #[test]
@@ -163,7 +170,10 @@ mod tests {
         assert_eq!(out[0].shape, Some(shape("batchx4x3")));
         // batch*seq*64 / 64 is not one dim.
         let out = reshape(13, "batchxseqx64", &[-1, 64]).unwrap();
-        assert_eq!(out[0].shape, Some(Shape(vec![Dim::Unknown, Dim::Known(64)])));
+        assert_eq!(
+            out[0].shape,
+            Some(Shape(vec![Dim::Unknown, Dim::Known(64)]))
+        );
         // 3*batch is not a dim either.
         let out = reshape(13, "batchx3x4", &[-1, 4]).unwrap();
         assert_eq!(out[0].shape, Some(Shape(vec![Dim::Unknown, Dim::Known(4)])));
@@ -171,15 +181,40 @@ mod tests {
 
     #[test]
     fn allowzero_from_opset_14() {
-        let n = node("Reshape", &["x", "s"], &["y"], vec![("allowzero", AttrValue::Int(1))]);
+        let n = node(
+            "Reshape",
+            &["x", "s"],
+            &["y"],
+            vec![("allowzero", AttrValue::Int(1))],
+        );
         let t = ints(&[0, 5]);
-        let out = run(&DEF, 14, &n, vec![f32s("0x5"), fact_of(&t)], vec![None, Some(&t)]).unwrap();
+        let out = run(
+            &DEF,
+            14,
+            &n,
+            vec![f32s("0x5"), fact_of(&t)],
+            vec![None, Some(&t)],
+        )
+        .unwrap();
         assert_eq!(out[0].shape, Some(shape("0x5")));
         let t = ints(&[0, 5]);
-        let out = run(&DEF, 14, &n, vec![f32s("3x5"), fact_of(&t)], vec![None, Some(&t)]);
+        let out = run(
+            &DEF,
+            14,
+            &n,
+            vec![f32s("3x5"), fact_of(&t)],
+            vec![None, Some(&t)],
+        );
         assert_err(out, "cannot reshape");
         // Before 14 the attribute does not exist: 0 copies.
-        let out = run(&DEF, 13, &n, vec![f32s("3x5"), fact_of(&t)], vec![None, Some(&t)]).unwrap();
+        let out = run(
+            &DEF,
+            13,
+            &n,
+            vec![f32s("3x5"), fact_of(&t)],
+            vec![None, Some(&t)],
+        )
+        .unwrap();
         assert_eq!(out[0].shape, Some(shape("3x5")));
     }
 
@@ -188,7 +223,14 @@ mod tests {
         let n = node("Reshape", &["x", "s"], &["y"], vec![]);
         // [batch, ?] where ? was a -1 that travelled through sym_value.
         let mut s = sym("batchx?");
-        let out = run(&DEF, 13, &n, vec![f32s("batchx2048x1x1"), s.clone()], vec![]).unwrap();
+        let out = run(
+            &DEF,
+            13,
+            &n,
+            vec![f32s("batchx2048x1x1"), s.clone()],
+            vec![],
+        )
+        .unwrap();
         assert_eq!(out[0].shape, Some(shape("batchx2048")));
         // Target of unknown values but known length: rank only.
         if let Some(f) = s.as_mut() {
@@ -216,7 +258,14 @@ mod tests {
     fn sym_value_passes_through_rank_one() {
         let n = node("Reshape", &["x", "s"], &["y"], vec![]);
         let t = ints(&[-1]);
-        let out = run(&DEF, 13, &n, vec![sym("batchx3"), fact_of(&t)], vec![None, Some(&t)]).unwrap();
+        let out = run(
+            &DEF,
+            13,
+            &n,
+            vec![sym("batchx3"), fact_of(&t)],
+            vec![None, Some(&t)],
+        )
+        .unwrap();
         assert_eq!(out[0].shape, Some(shape("2")));
         assert_eq!(out[0].sym_value, Some(dims("batchx3")));
     }

@@ -95,6 +95,9 @@ mod tests {
         assert_eq!(out[0].shape, Some(Shape(vec![Dim::Unknown])));
         assert_eq!(out[0].sym_value, None);
         let n = node("Shape", &["x", "y"], &["s"], vec![]);
-        assert_err(run(&DEF, 13, &n, vec![f32s("1"), f32s("1")], vec![]), "inputs");
+        assert_err(
+            run(&DEF, 13, &n, vec![f32s("1"), f32s("1")], vec![]),
+            "inputs",
+        );
     }
 }
