@@ -22,6 +22,7 @@ mod load;
 pub mod ops;
 mod tensor;
 mod validate;
+mod wire;
 mod writer;
 
 pub use attribute::{AttrValue, Attribute};
