@@ -37,10 +37,7 @@ pub(super) fn expect_outputs(ctx: &InferCtx<'_>, min: usize, max: usize) -> Resu
     let n = ctx.num_outputs();
     if n < min || n > max {
         return Err(ctx.err(
-            format!(
-                "has {n} outputs; {} gives {min} to {max}",
-                ctx.node.op_type
-            ),
+            format!("has {n} outputs; {} gives {min} to {max}", ctx.node.op_type),
             "Fix the node's outputs (the ONNX operator spec lists them)",
         ));
     }
@@ -199,12 +196,7 @@ pub(super) fn to_size(ctx: &InferCtx<'_>, v: i64, what: &str) -> Result<usize> {
 
 /// A size as `i64`, for arithmetic with signed attributes.
 pub(super) fn to_i64(ctx: &InferCtx<'_>, v: usize) -> Result<i64> {
-    i64::try_from(v).map_err(|_| {
-        ctx.err(
-            format!("size {v} is too large"),
-            "Use sizes below 2^63",
-        )
-    })
+    i64::try_from(v).map_err(|_| ctx.err(format!("size {v} is too large"), "Use sizes below 2^63"))
 }
 
 /// An arithmetic overflow while computing sizes from the model's attributes.

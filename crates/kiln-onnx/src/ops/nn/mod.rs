@@ -6,10 +6,15 @@
 
 use super::OpDef;
 
+mod activation;
+mod binary;
 mod common;
+mod conv;
 #[cfg(test)]
 mod test_util;
 mod unary;
+mod variadic;
+mod window;
 
 /// The ops of this folder, registered by [`super::registry`].
 pub(crate) const DEFS: &[&OpDef] = &[
@@ -34,4 +39,19 @@ pub(crate) const DEFS: &[&OpDef] = &[
     &unary::FLOOR,
     &unary::CEIL,
     &unary::ROUND,
+    &activation::CLIP,
+    &activation::PRELU,
+    &activation::SOFTMAX,
+    &activation::LOG_SOFTMAX,
+    &binary::ADD,
+    &binary::SUB,
+    &binary::MUL,
+    &binary::DIV,
+    &binary::POW,
+    &variadic::MIN,
+    &variadic::MAX,
+    &variadic::SUM,
+    &variadic::MEAN,
+    &conv::CONV,
+    &conv::CONV_TRANSPOSE,
 ];

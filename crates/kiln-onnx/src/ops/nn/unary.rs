@@ -152,15 +152,31 @@ mod tests {
             &["has 2 outputs"],
         );
         // An omitted (optional-style) input is reported as missing.
-        assert_err(infer(&SQRT, 13, vec![], vec![None], 1), "Sqrt", &["missing"]);
+        assert_err(
+            infer(&SQRT, 13, vec![], vec![None], 1),
+            "Sqrt",
+            &["missing"],
+        );
     }
 
     #[test]
     fn gelu_approximate_is_checked() {
-        let out = infer(&GELU, 20, vec![string("approximate", "tanh")], vec![f32s("4")], 1);
+        let out = infer(
+            &GELU,
+            20,
+            vec![string("approximate", "tanh")],
+            vec![f32s("4")],
+            1,
+        );
         assert_eq!(out_shape(&out.unwrap()), "[4]");
         assert_err(
-            infer(&GELU, 20, vec![string("approximate", "fast")], vec![f32s("4")], 1),
+            infer(
+                &GELU,
+                20,
+                vec![string("approximate", "fast")],
+                vec![f32s("4")],
+                1,
+            ),
             "Gelu",
             &["'fast'", "'tanh'"],
         );
