@@ -10,6 +10,8 @@ mod activation;
 mod binary;
 mod common;
 mod conv;
+mod norm;
+mod pool;
 #[cfg(test)]
 mod test_util;
 mod unary;
@@ -54,4 +56,13 @@ pub(crate) const DEFS: &[&OpDef] = &[
     &variadic::MEAN,
     &conv::CONV,
     &conv::CONV_TRANSPOSE,
+    &pool::MAX_POOL,
+    &pool::AVERAGE_POOL,
+    &pool::GLOBAL_AVERAGE_POOL,
+    &pool::GLOBAL_MAX_POOL,
+    &norm::BATCH_NORMALIZATION,
+    &norm::INSTANCE_NORMALIZATION,
+    &norm::LAYER_NORMALIZATION,
+    &norm::GROUP_NORMALIZATION,
+    &norm::LRN,
 ];
