@@ -1,5 +1,6 @@
 //! Helpers shared by this folder's ops: values as f64 arrays and back.
 
+use kiln_core::DataType;
 use ndarray::ArrayD;
 
 use crate::value::Value;
@@ -23,22 +24,27 @@ pub fn to_f64_array(v: &Value) -> ArrayD<f64> {
     }
 }
 
-/// An f64 array stored in the element type of `like` (integers truncated toward zero after
-/// the op rounded them as its spec says; bools are `!= 0`).
+/// An f64 array stored in the element type of `like` (see [`from_f64_as`]).
 pub fn from_f64_like(like: &Value, a: ArrayD<f64>) -> Value {
-    match like {
-        Value::F32(_) => Value::F32(a.mapv(|x| x as f32)),
-        Value::F64(_) => Value::F64(a),
-        Value::F16(_) => Value::F16(a.mapv(half::f16::from_f64)),
-        Value::BF16(_) => Value::BF16(a.mapv(half::bf16::from_f64)),
-        Value::I8(_) => Value::I8(a.mapv(|x| x as i8)),
-        Value::I16(_) => Value::I16(a.mapv(|x| x as i16)),
-        Value::I32(_) => Value::I32(a.mapv(|x| x as i32)),
-        Value::I64(_) => Value::I64(a.mapv(|x| x as i64)),
-        Value::U8(_) => Value::U8(a.mapv(|x| x as u8)),
-        Value::U16(_) => Value::U16(a.mapv(|x| x as u16)),
-        Value::U32(_) => Value::U32(a.mapv(|x| x as u32)),
-        Value::U64(_) => Value::U64(a.mapv(|x| x as u64)),
-        Value::Bool(_) => Value::Bool(a.mapv(|x| x != 0.0)),
+    from_f64_as(like.dtype(), a)
+}
+
+/// An f64 array stored as `dt`: floats rounded to nearest, integers truncated toward zero
+/// (ops round first where their spec says so), bools `!= 0`.
+pub fn from_f64_as(dt: DataType, a: ArrayD<f64>) -> Value {
+    match dt {
+        DataType::F32 => Value::F32(a.mapv(|x| x as f32)),
+        DataType::F64 => Value::F64(a),
+        DataType::F16 => Value::F16(a.mapv(half::f16::from_f64)),
+        DataType::BF16 => Value::BF16(a.mapv(half::bf16::from_f64)),
+        DataType::I8 => Value::I8(a.mapv(|x| x as i8)),
+        DataType::I16 => Value::I16(a.mapv(|x| x as i16)),
+        DataType::I32 => Value::I32(a.mapv(|x| x as i32)),
+        DataType::I64 => Value::I64(a.mapv(|x| x as i64)),
+        DataType::U8 => Value::U8(a.mapv(|x| x as u8)),
+        DataType::U16 => Value::U16(a.mapv(|x| x as u16)),
+        DataType::U32 => Value::U32(a.mapv(|x| x as u32)),
+        DataType::U64 => Value::U64(a.mapv(|x| x as u64)),
+        DataType::Bool => Value::Bool(a.mapv(|x| x != 0.0)),
     }
 }

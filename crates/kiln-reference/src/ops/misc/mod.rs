@@ -5,6 +5,8 @@ use super::OpFn;
 pub mod argmax;
 mod common;
 pub mod cumsum;
+pub mod einsum;
+pub mod qdq;
 pub mod reduce;
 #[cfg(test)]
 pub(crate) mod test_util;
@@ -26,4 +28,7 @@ pub(crate) const OPS: &[(&str, OpFn)] = &[
     ("ArgMin", argmax::arg_min),
     ("CumSum", cumsum::cum_sum),
     ("TopK", topk::top_k),
+    ("Einsum", einsum::einsum),
+    ("QuantizeLinear", qdq::quantize_linear),
+    ("DequantizeLinear", qdq::dequantize_linear),
 ];
