@@ -10,8 +10,10 @@ mod activation;
 mod binary;
 mod common;
 mod conv;
+mod matmul;
 mod norm;
 mod pool;
+mod reduce;
 #[cfg(test)]
 mod test_util;
 mod unary;
@@ -65,4 +67,13 @@ pub(crate) const DEFS: &[&OpDef] = &[
     &norm::LAYER_NORMALIZATION,
     &norm::GROUP_NORMALIZATION,
     &norm::LRN,
+    &matmul::GEMM,
+    &matmul::MATMUL,
+    &reduce::REDUCE_SUM,
+    &reduce::REDUCE_MEAN,
+    &reduce::REDUCE_MAX,
+    &reduce::REDUCE_MIN,
+    &reduce::REDUCE_PROD,
+    &reduce::REDUCE_L2,
+    &reduce::ARG_MAX,
 ];
