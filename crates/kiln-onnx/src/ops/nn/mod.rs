@@ -13,9 +13,11 @@ mod conv;
 mod matmul;
 mod norm;
 mod pool;
+mod quant;
 mod reduce;
 #[cfg(test)]
 mod test_util;
+mod topk;
 mod unary;
 mod variadic;
 mod window;
@@ -76,4 +78,7 @@ pub(crate) const DEFS: &[&OpDef] = &[
     &reduce::REDUCE_PROD,
     &reduce::REDUCE_L2,
     &reduce::ARG_MAX,
+    &topk::TOPK,
+    &quant::QUANTIZE_LINEAR,
+    &quant::DEQUANTIZE_LINEAR,
 ];
