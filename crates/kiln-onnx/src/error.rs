@@ -126,7 +126,8 @@ pub enum OnnxError {
     #[error("{file}: {node}: {problem}. {fix}")]
     Node {
         file: Origin,
-        node: NodeRef,
+        /// Boxed to keep `OnnxError` small (it travels in every `Result`).
+        node: Box<NodeRef>,
         problem: String,
         fix: String,
     },
@@ -205,7 +206,7 @@ impl OnnxError {
     pub fn node(node: NodeRef, problem: impl Into<String>, fix: impl Into<String>) -> OnnxError {
         OnnxError::Node {
             file: Origin::bytes(),
-            node,
+            node: Box::new(node),
             problem: problem.into(),
             fix: fix.into(),
         }

@@ -12,7 +12,8 @@ pub enum RefError {
     /// A node could not be computed: bad attributes or input types/shapes.
     #[error("{node}: {problem}. {fix}")]
     Op {
-        node: NodeRef,
+        /// Boxed to keep `RefError` small.
+        node: Box<NodeRef>,
         problem: String,
         fix: String,
     },

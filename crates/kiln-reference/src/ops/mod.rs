@@ -87,7 +87,7 @@ impl<'a> OpCtx<'a> {
     /// An error about this node.
     pub fn err(&self, problem: impl Into<String>, fix: impl Into<String>) -> RefError {
         RefError::Op {
-            node: self.node.node_ref(),
+            node: Box::new(self.node.node_ref()),
             problem: problem.into(),
             fix: fix.into(),
         }

@@ -8,6 +8,7 @@ pub mod cumsum;
 pub mod einsum;
 pub mod qdq;
 pub mod reduce;
+pub mod resize;
 #[cfg(test)]
 pub(crate) mod test_util;
 pub mod topk;
@@ -29,6 +30,7 @@ pub(crate) const OPS: &[(&str, OpFn)] = &[
     ("CumSum", cumsum::cum_sum),
     ("TopK", topk::top_k),
     ("Einsum", einsum::einsum),
+    ("Resize", resize::resize),
     ("QuantizeLinear", qdq::quantize_linear),
     ("DequantizeLinear", qdq::dequantize_linear),
 ];
