@@ -6,10 +6,12 @@
 //! f32; MatMul, Gemm and Conv (by im2col) go through `ndarray`'s GEMM (`matrixmultiply`).
 
 mod error;
+mod fold;
 mod interpreter;
 pub mod ops;
 mod value;
 
 pub use error::{RefError, Result};
+pub use fold::{FoldOptions, FoldReport, fold_constants, fold_constants_with};
 pub use interpreter::Interpreter;
 pub use value::Value;
