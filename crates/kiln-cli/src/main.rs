@@ -3,7 +3,7 @@
 //! `inspect` works today; `build`, `run`, `bench` and `compare` are declared so that the command
 //! surface is visible, and fail with a message naming the crate (and issue) they wait for.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::{ArgAction, Parser, Subcommand};
@@ -57,6 +57,7 @@ fn init_logging(verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .try_init();
 }

@@ -242,10 +242,15 @@ pub fn render_text(r: &Report, graph: &Graph, verbose: bool) -> String {
         line(format!("nodes:       {}", r.node_count));
     }
     line(format!(
-        "parameters:  {} params, {} in {} initialisers",
+        "parameters:  {} params, {} in {} initialiser{}",
         human::count(r.parameters.count),
         human::bytes(r.parameters.bytes),
-        graph.initializers.len()
+        graph.initializers.len(),
+        if graph.initializers.len() == 1 {
+            ""
+        } else {
+            "s"
+        }
     ));
     line(format!("constant values: {}", r.constant_values));
     line("ops (by count):".to_string());
@@ -327,10 +332,15 @@ fn render_details(graph: &Graph, out: &mut String) {
     }
     let _ = writeln!(out, "nodes (topological order):");
     for node in &graph.nodes {
+        let name = if node.name.is_empty() {
+            "<unnamed>"
+        } else {
+            &node.name
+        };
         let _ = writeln!(
             out,
-            "  {}: {}({}) -> {}",
-            node.node_ref(),
+            "  #{} {name}: {}({}) -> {}",
+            node.index,
             op_key(&node.domain, &node.op_type),
             node.inputs.join(", "),
             node.outputs.join(", ")
@@ -451,8 +461,12 @@ mod tests {
         assert!(t.contains("x  f32 [batch, 3, ?]"), "{t}");
         assert!(t.contains("y2  ? (rank unknown)"), "{t}");
         assert!(t.contains("opsets:      ai.onnx 17, com.example 1"), "{t}");
-        assert!(t.contains("6 params, 24 B in 1 initialisers"), "{t}");
+        assert!(t.contains("6 params, 24 B in 1 initialiser\n"), "{t}");
         assert!(t.contains("  Relu  "), "{t}");
-        assert!(t.contains("node 'c' (com.example::Frobnicate, #2)"), "{t}");
+        assert!(t.contains("  c (com.example::Frobnicate): "), "{t}");
+        assert!(
+            t.contains("  #2 c: com.example::Frobnicate(x) -> y2"),
+            "{t}"
+        );
     }
 }
