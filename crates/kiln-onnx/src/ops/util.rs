@@ -128,7 +128,7 @@ impl DimProduct {
         if !self.exact || !divisor.exact || divisor.coeff == 0 {
             return None;
         }
-        if self.coeff % divisor.coeff != 0 {
+        if !self.coeff.is_multiple_of(divisor.coeff) {
             return None;
         }
         let mut symbols = self.symbols.clone();

@@ -20,9 +20,10 @@ pub(crate) const DEF: OpDef = OpDef {
 fn infer(ctx: &mut InferCtx<'_>) -> Result<()> {
     ctx.expect_inputs(1, 1)?;
     let x = ctx.required(0)?.clone();
-    let to = ctx.node.attr_int("to")?.ok_or_else(|| {
-        ctx.err("has no 'to' attribute", "Set the target type code")
-    })?;
+    let to = ctx
+        .node
+        .attr_int("to")?
+        .ok_or_else(|| ctx.err("has no 'to' attribute", "Set the target type code"))?;
     let dtype = i32::try_from(to).ok().and_then(DataType::from_onnx_code);
     if dtype.is_none() {
         let name = i32::try_from(to).map_or("unknown", DataType::onnx_code_name);

@@ -37,8 +37,24 @@ mod tests {
     #[test]
     fn takes_the_target_type() {
         let n = node("CastLike", &["x", "t"], &["y"], vec![]);
-        let out = run(&DEF, 15, &n, vec![f32s("batchx3"), fact(DataType::BF16, "")], vec![]).unwrap();
+        let out = run(
+            &DEF,
+            15,
+            &n,
+            vec![f32s("batchx3"), fact(DataType::BF16, "")],
+            vec![],
+        )
+        .unwrap();
         assert_eq!(out[0], fact(DataType::BF16, "batchx3").unwrap());
-        assert_err(run(&DEF, 15, &node("CastLike", &["x"], &["y"], vec![]), vec![f32s("1")], vec![]), "inputs");
+        assert_err(
+            run(
+                &DEF,
+                15,
+                &node("CastLike", &["x"], &["y"], vec![]),
+                vec![f32s("1")],
+                vec![],
+            ),
+            "inputs",
+        );
     }
 }

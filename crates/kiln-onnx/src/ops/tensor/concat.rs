@@ -124,7 +124,12 @@ mod tests {
     fn concat(axis: i64, inputs: &[Option<Fact>]) -> Result<Vec<Fact>> {
         let names: Vec<String> = (0..inputs.len()).map(|i| format!("x{i}")).collect();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        let n = node("Concat", &refs, &["y"], vec![("axis", AttrValue::Int(axis))]);
+        let n = node(
+            "Concat",
+            &refs,
+            &["y"],
+            vec![("axis", AttrValue::Int(axis))],
+        );
         run(&DEF, 13, &n, inputs.to_vec(), vec![])
     }
 
@@ -141,11 +146,26 @@ mod tests {
     #[test]
     fn sym_values_concatenate() {
         let t = ints(&[-1]);
-        let n = node("Concat", &["a", "b"], &["y"], vec![("axis", AttrValue::Int(0))]);
-        let out = run(&DEF, 13, &n, vec![sym("batch"), fact_of(&t)], vec![None, Some(&t)]).unwrap();
+        let n = node(
+            "Concat",
+            &["a", "b"],
+            &["y"],
+            vec![("axis", AttrValue::Int(0))],
+        );
+        let out = run(
+            &DEF,
+            13,
+            &n,
+            vec![sym("batch"), fact_of(&t)],
+            vec![None, Some(&t)],
+        )
+        .unwrap();
         assert_eq!(out[0].shape, Some(shape("2")));
         // -1 is not a dim: it is kept as unknown.
-        assert_eq!(out[0].sym_value, Some(vec![Dim::symbol("batch"), Dim::Unknown]));
+        assert_eq!(
+            out[0].sym_value,
+            Some(vec![Dim::symbol("batch"), Dim::Unknown])
+        );
         let out = concat(0, &[sym("batch"), f32s("1")]).unwrap();
         assert_eq!(out[0].sym_value, None);
     }

@@ -52,8 +52,9 @@ pub(crate) fn constant_tensor(node: &Node) -> Result<Option<Cow<'_, Tensor>>> {
     };
     let name = node.output(0).unwrap_or_default();
     let built = |r: Result<Tensor>| -> Result<Option<Cow<'_, Tensor>>> {
-        r.map(|t| Some(Cow::Owned(t)))
-            .map_err(|e| OnnxError::node(node.node_ref(), e.to_string(), "Fix the constant's value"))
+        r.map(|t| Some(Cow::Owned(t))).map_err(|e| {
+            OnnxError::node(node.node_ref(), e.to_string(), "Fix the constant's value")
+        })
     };
     match *which {
         "value" => Ok(node.attr_tensor("value")?.map(Cow::Borrowed)),
@@ -66,7 +67,10 @@ pub(crate) fn constant_tensor(node: &Node) -> Result<Option<Cow<'_, Tensor>>> {
             Ok(Some(Cow::Owned(Tensor::scalar(name, v))))
         }
         "value_floats" => {
-            let v = node.attr_floats("value_floats")?.unwrap_or_default().to_vec();
+            let v = node
+                .attr_floats("value_floats")?
+                .unwrap_or_default()
+                .to_vec();
             built(Tensor::from_vec(name, vec![v.len()], v))
         }
         "value_ints" => {
@@ -104,7 +108,10 @@ fn infer(ctx: &mut InferCtx<'_>) -> Result<()> {
             .find(|a| **a != "sparse_value" && ctx.node.attr(a).is_some())
     {
         return Err(ctx.err(
-            format!("attribute '{a}' needs opset 12 (the model imports {})", ctx.opset),
+            format!(
+                "attribute '{a}' needs opset 12 (the model imports {})",
+                ctx.opset
+            ),
             "Use the 'value' attribute, or import opset 12 or newer",
         ));
     }
@@ -123,7 +130,13 @@ mod tests {
     use kiln_core::{Dim, Shape};
 
     fn constant(attrs: Vec<(&str, AttrValue)>) -> Result<Vec<Fact>> {
-        run(&DEF, 13, &node("Constant", &[], &["c"], attrs), vec![], vec![])
+        run(
+            &DEF,
+            13,
+            &node("Constant", &[], &["c"], attrs),
+            vec![],
+            vec![],
+        )
     }
 
     #[test]
@@ -143,7 +156,11 @@ mod tests {
         assert_eq!(out[0].sym_value, Some(vec![Dim::Unknown, Dim::Known(4)]));
         let out = constant(vec![("value_string", AttrValue::String(b"x".to_vec()))]).unwrap();
         assert_eq!(out[0], Fact::default());
-        let out = constant(vec![("sparse_value", AttrValue::Unsupported("SPARSE_TENSOR"))]).unwrap();
+        let out = constant(vec![(
+            "sparse_value",
+            AttrValue::Unsupported("SPARSE_TENSOR"),
+        )])
+        .unwrap();
         assert_eq!(out[0], Fact::default());
     }
 
@@ -151,11 +168,19 @@ mod tests {
     fn errors() {
         assert_err(constant(vec![]), "0 value attributes");
         assert_err(
-            constant(vec![("value_int", AttrValue::Int(1)), ("value_float", AttrValue::Float(1.0))]),
+            constant(vec![
+                ("value_int", AttrValue::Int(1)),
+                ("value_float", AttrValue::Float(1.0)),
+            ]),
             "2 value attributes",
         );
         assert_err(constant(vec![("value_int", AttrValue::Float(1.0))]), "INT");
-        let n = node("Constant", &[], &["c"], vec![("value_int", AttrValue::Int(1))]);
+        let n = node(
+            "Constant",
+            &[],
+            &["c"],
+            vec![("value_int", AttrValue::Int(1))],
+        );
         assert_err(run(&DEF, 11, &n, vec![], vec![]), "opset 12");
     }
 }

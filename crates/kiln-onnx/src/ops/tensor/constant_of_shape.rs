@@ -34,7 +34,10 @@ fn infer(ctx: &mut InferCtx<'_>) -> Result<()> {
     if let Some(s) = ctx.input_shape(0)
         && s.rank() != 1
     {
-        return Err(ctx.err(format!("the shape input has shape {s}"), "Give a 1-D int64 shape"));
+        return Err(ctx.err(
+            format!("the shape input has shape {s}"),
+            "Give a 1-D int64 shape",
+        ));
     }
     let shape = shape_from_input(ctx, 0);
     let mut fact = Fact::new(Some(dtype), shape.clone());
@@ -66,7 +69,12 @@ mod tests {
         let out = run(&DEF, 13, &n, vec![sym("batchx3")], vec![]).unwrap();
         assert_eq!(out[0], Fact::tensor(DataType::F32, shape("batchx3")));
         let v = Tensor::from_vec("v", vec![1], vec![1i64]).unwrap();
-        let n = node("ConstantOfShape", &["s"], &["y"], vec![("value", AttrValue::Tensor(v))]);
+        let n = node(
+            "ConstantOfShape",
+            &["s"],
+            &["y"],
+            vec![("value", AttrValue::Tensor(v))],
+        );
         let t = ints(&[3]);
         let out = run(&DEF, 13, &n, vec![fact_of(&t)], vec![Some(&t)]).unwrap();
         assert_eq!(out[0].dtype, Some(DataType::I64));
@@ -76,7 +84,12 @@ mod tests {
     #[test]
     fn errors() {
         let v = Tensor::from_vec("v", vec![2], vec![1f32, 2.0]).unwrap();
-        let n = node("ConstantOfShape", &["s"], &["y"], vec![("value", AttrValue::Tensor(v))]);
+        let n = node(
+            "ConstantOfShape",
+            &["s"],
+            &["y"],
+            vec![("value", AttrValue::Tensor(v))],
+        );
         assert_err(run(&DEF, 13, &n, vec![sym("3")], vec![]), "2 elements");
         let n = node("ConstantOfShape", &["s"], &["y"], vec![]);
         assert_err(run(&DEF, 13, &n, vec![f32s("2x2")], vec![]), "1-D");

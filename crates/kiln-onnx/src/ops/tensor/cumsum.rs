@@ -45,9 +45,25 @@ mod tests {
     fn axis_checked() {
         let n = node("CumSum", &["x", "a"], &["y"], vec![]);
         let t = Tensor::scalar("a", -1i64);
-        let out = run(&DEF, 14, &n, vec![f32s("batchx5"), fact_of(&t)], vec![None, Some(&t)]).unwrap();
+        let out = run(
+            &DEF,
+            14,
+            &n,
+            vec![f32s("batchx5"), fact_of(&t)],
+            vec![None, Some(&t)],
+        )
+        .unwrap();
         assert_eq!(out[0], f32s("batchx5").unwrap());
         let t = Tensor::scalar("a", 2i32);
-        assert_err(run(&DEF, 14, &n, vec![f32s("batchx5"), fact_of(&t)], vec![None, Some(&t)]), "out of range");
+        assert_err(
+            run(
+                &DEF,
+                14,
+                &n,
+                vec![f32s("batchx5"), fact_of(&t)],
+                vec![None, Some(&t)],
+            ),
+            "out of range",
+        );
     }
 }

@@ -19,7 +19,11 @@ pub(crate) const DEF: OpDef = OpDef {
 fn infer(ctx: &mut InferCtx<'_>) -> Result<()> {
     ctx.expect_inputs(1, if ctx.opset >= 12 { 3 } else { 1 })?;
     let data = ctx.required(0)?.clone();
-    let mask_type = if ctx.opset >= 10 { Some(DataType::Bool) } else { data.dtype };
+    let mask_type = if ctx.opset >= 10 {
+        Some(DataType::Bool)
+    } else {
+        data.dtype
+    };
     let mask = Fact::new(mask_type, data.shape.clone());
     ctx.set_output(0, data);
     ctx.set_output(1, mask);
@@ -41,6 +45,9 @@ mod tests {
         let out = run(&DEF, 7, &n, vec![f32s("2")], vec![]).unwrap();
         assert_eq!(out[1], f32s("2").unwrap());
         let n = node("Dropout", &["x", "r"], &["y"], vec![]);
-        assert_err(run(&DEF, 11, &n, vec![f32s("2"), f32s("")], vec![]), "inputs");
+        assert_err(
+            run(&DEF, 11, &n, vec![f32s("2"), f32s("")], vec![]),
+            "inputs",
+        );
     }
 }

@@ -33,7 +33,10 @@ fn parse_term(ctx: &InferCtx<'_>, t: &str) -> Result<Term> {
     while let Some(c) = rest.chars().next() {
         if let Some(r) = rest.strip_prefix("...") {
             if ellipsis.replace(letters.len()).is_some() {
-                return Err(ctx.err(format!("term '{t}' has two '...'"), "Use '...' once per term"));
+                return Err(ctx.err(
+                    format!("term '{t}' has two '...'"),
+                    "Use '...' once per term",
+                ));
             }
             rest = r;
         } else if c.is_ascii_alphabetic() {
@@ -62,11 +65,17 @@ fn infer(ctx: &mut InferCtx<'_>) -> Result<()> {
         Some((l, r)) => (l, Some(r)),
         None => (eq.as_str(), None),
     };
-    let terms = lhs.split(',').map(|t| parse_term(ctx, t)).collect::<Result<Vec<_>>>()?;
+    let terms = lhs
+        .split(',')
+        .map(|t| parse_term(ctx, t))
+        .collect::<Result<Vec<_>>>()?;
     let n = ctx.num_inputs();
     if terms.len() != n {
         return Err(ctx.err(
-            format!("equation '{eq}' has {} input terms but the node has {n} inputs", terms.len()),
+            format!(
+                "equation '{eq}' has {} input terms but the node has {n} inputs",
+                terms.len()
+            ),
             "Give one term per input",
         ));
     }
@@ -127,7 +136,11 @@ fn infer(ctx: &mut InferCtx<'_>) -> Result<()> {
     let out_term = match rhs {
         Some(r) => parse_term(ctx, r)?,
         None => Term {
-            letters: counts.iter().filter(|(_, n)| **n == 1).map(|(c, _)| *c).collect(),
+            letters: counts
+                .iter()
+                .filter(|(_, n)| **n == 1)
+                .map(|(c, _)| *c)
+                .collect(),
             ellipsis: any_ellipsis.then_some(0),
         },
     };
@@ -168,7 +181,12 @@ mod tests {
     fn einsum(eq: &str, inputs: Vec<Option<Fact>>) -> Result<Vec<Fact>> {
         let names: Vec<String> = (0..inputs.len()).map(|i| format!("x{i}")).collect();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        let n = node("Einsum", &refs, &["y"], vec![("equation", AttrValue::String(eq.as_bytes().to_vec()))]);
+        let n = node(
+            "Einsum",
+            &refs,
+            &["y"],
+            vec![("equation", AttrValue::String(eq.as_bytes().to_vec()))],
+        );
         run(&DEF, 12, &n, inputs, vec![])
     }
 
@@ -180,7 +198,11 @@ mod tests {
         assert_eq!(out[0].shape, Some(shape("3x2")));
         let out = einsum("ii->", vec![f32s("3x3")]).unwrap();
         assert_eq!(out[0].shape, Some(Shape::scalar()));
-        let out = einsum("...ij, ...jk -> ...ik", vec![f32s("batchxheadsx3x4"), f32s("4x5")]).unwrap();
+        let out = einsum(
+            "...ij, ...jk -> ...ik",
+            vec![f32s("batchxheadsx3x4"), f32s("4x5")],
+        )
+        .unwrap();
         assert_eq!(out[0].shape, Some(shape("batchxheadsx3x5")));
     }
 
@@ -197,7 +219,10 @@ mod tests {
     #[test]
     fn errors() {
         assert_err(einsum("ij,jk->ik", vec![f32s("2x3")]), "input terms");
-        assert_err(einsum("ij,jk->ik", vec![f32s("2x3"), f32s("4x5")]), "letter 'j'");
+        assert_err(
+            einsum("ij,jk->ik", vec![f32s("2x3"), f32s("4x5")]),
+            "letter 'j'",
+        );
         assert_err(einsum("ij->iz", vec![f32s("2x3")]), "'z'");
         assert_err(einsum("ijk->i", vec![f32s("2x3")]), "does not match");
         assert_err(einsum("i1->i", vec![f32s("2x3")]), "character '1'");

@@ -37,7 +37,14 @@ mod tests {
     fn broadcast_to_shape() {
         let n = node("Expand", &["x", "s"], &["y"], vec![]);
         let t = ints(&[2, 1, 6]);
-        let out = run(&DEF, 13, &n, vec![f32s("3x1"), fact_of(&t)], vec![None, Some(&t)]).unwrap();
+        let out = run(
+            &DEF,
+            13,
+            &n,
+            vec![f32s("3x1"), fact_of(&t)],
+            vec![None, Some(&t)],
+        )
+        .unwrap();
         assert_eq!(out[0].shape, Some(shape("2x3x6")));
         let out = run(&DEF, 13, &n, vec![f32s("1x4"), sym("batchx1")], vec![]).unwrap();
         assert_eq!(out[0].shape, Some(shape("batchx4")));
@@ -49,6 +56,15 @@ mod tests {
         let out = run(&DEF, 13, &n, vec![f32s("1x4"), s], vec![]).unwrap();
         assert_eq!(out[0].shape, Some(Shape(vec![Dim::Unknown, Dim::Known(4)])));
         let t = ints(&[3, 5]);
-        assert_err(run(&DEF, 13, &n, vec![f32s("3x4"), fact_of(&t)], vec![None, Some(&t)]), "broadcast");
+        assert_err(
+            run(
+                &DEF,
+                13,
+                &n,
+                vec![f32s("3x4"), fact_of(&t)],
+                vec![None, Some(&t)],
+            ),
+            "broadcast",
+        );
     }
 }

@@ -28,7 +28,10 @@ fn infer(ctx: &mut InferCtx<'_>) -> Result<()> {
             let lo = if ctx.opset >= 11 { -r } else { 0 };
             if axis < lo || axis > r {
                 return Err(ctx.err(
-                    format!("axis {axis} is out of range for rank {r} (opset {})", ctx.opset),
+                    format!(
+                        "axis {axis} is out of range for rank {r} (opset {})",
+                        ctx.opset
+                    ),
                     format!("Use an axis in [{lo}, {r}]"),
                 ));
             }
@@ -48,8 +51,16 @@ mod tests {
     use crate::ops::tensor::testutil::*;
 
     fn flat(opset: i64, axis: Option<i64>, x: &str) -> Result<Vec<crate::ops::Fact>> {
-        let attrs = axis.map(|a| vec![("axis", AttrValue::Int(a))]).unwrap_or_default();
-        run(&DEF, opset, &node("Flatten", &["x"], &["y"], attrs), vec![f32s(x)], vec![])
+        let attrs = axis
+            .map(|a| vec![("axis", AttrValue::Int(a))])
+            .unwrap_or_default();
+        run(
+            &DEF,
+            opset,
+            &node("Flatten", &["x"], &["y"], attrs),
+            vec![f32s(x)],
+            vec![],
+        )
     }
 
     #[test]

@@ -25,10 +25,7 @@ fn infer(ctx: &mut InferCtx<'_>) -> Result<()> {
     if let Some(dt) = indices.dtype
         && !matches!(dt, kiln_core::DataType::I64 | kiln_core::DataType::I32)
     {
-        return Err(ctx.err(
-            format!("indices are {dt}"),
-            "Use int64 or int32 indices",
-        ));
+        return Err(ctx.err(format!("indices are {dt}"), "Use int64 or int32 indices"));
     }
     let axis = ctx.node.attr_int("axis")?.unwrap_or(0);
     let Some(ds) = data.shape.as_ref() else {
@@ -82,13 +79,30 @@ mod tests {
 
     #[test]
     fn shapes() {
-        let n = node("Gather", &["x", "i"], &["y"], vec![("axis", AttrValue::Int(1))]);
-        let out = run(&DEF, 13, &n, vec![f32s("batchx10x4"), fact(DataType::I64, "seqx2")], vec![])
-            .unwrap();
+        let n = node(
+            "Gather",
+            &["x", "i"],
+            &["y"],
+            vec![("axis", AttrValue::Int(1))],
+        );
+        let out = run(
+            &DEF,
+            13,
+            &n,
+            vec![f32s("batchx10x4"), fact(DataType::I64, "seqx2")],
+            vec![],
+        )
+        .unwrap();
         assert_eq!(out[0].shape, Some(shape("batchxseqx2x4")));
         let n = node("Gather", &["x", "i"], &["y"], vec![]);
-        let out = run(&DEF, 13, &n, vec![f32s("vocabx512"), fact(DataType::I32, "")], vec![])
-            .unwrap();
+        let out = run(
+            &DEF,
+            13,
+            &n,
+            vec![f32s("vocabx512"), fact(DataType::I32, "")],
+            vec![],
+        )
+        .unwrap();
         assert_eq!(out[0].shape, Some(shape("512")));
     }
 
@@ -96,21 +110,61 @@ mod tests {
     fn scalar_index_picks_a_dim() {
         let t = Tensor::scalar("i", 0i64);
         let n = node("Gather", &["s", "i"], &["y"], vec![]);
-        let out = run(&DEF, 13, &n, vec![sym("batchx3"), fact_of(&t)], vec![None, Some(&t)]).unwrap();
+        let out = run(
+            &DEF,
+            13,
+            &n,
+            vec![sym("batchx3"), fact_of(&t)],
+            vec![None, Some(&t)],
+        )
+        .unwrap();
         assert_eq!(out[0].shape, Some(Shape::scalar()));
         assert_eq!(out[0].sym_value, Some(vec![Dim::symbol("batch")]));
         let t = ints(&[-1, 0]);
-        let out = run(&DEF, 13, &n, vec![sym("batchx3"), fact_of(&t)], vec![None, Some(&t)]).unwrap();
+        let out = run(
+            &DEF,
+            13,
+            &n,
+            vec![sym("batchx3"), fact_of(&t)],
+            vec![None, Some(&t)],
+        )
+        .unwrap();
         assert_eq!(out[0].sym_value, Some(dims("3xbatch")));
     }
 
     #[test]
     fn errors() {
-        let n = node("Gather", &["x", "i"], &["y"], vec![("axis", AttrValue::Int(2))]);
-        assert_err(run(&DEF, 13, &n, vec![f32s("2x3"), fact(DataType::I64, "1")], vec![]), "out of range");
+        let n = node(
+            "Gather",
+            &["x", "i"],
+            &["y"],
+            vec![("axis", AttrValue::Int(2))],
+        );
+        assert_err(
+            run(
+                &DEF,
+                13,
+                &n,
+                vec![f32s("2x3"), fact(DataType::I64, "1")],
+                vec![],
+            ),
+            "out of range",
+        );
         let t = ints(&[3]);
         let n = node("Gather", &["x", "i"], &["y"], vec![]);
-        assert_err(run(&DEF, 13, &n, vec![f32s("3x3"), fact_of(&t)], vec![None, Some(&t)]), "index 3");
-        assert_err(run(&DEF, 13, &n, vec![f32s("3x3"), f32s("1")], vec![]), "indices are f32");
+        assert_err(
+            run(
+                &DEF,
+                13,
+                &n,
+                vec![f32s("3x3"), fact_of(&t)],
+                vec![None, Some(&t)],
+            ),
+            "index 3",
+        );
+        assert_err(
+            run(&DEF, 13, &n, vec![f32s("3x3"), f32s("1")], vec![]),
+            "indices are f32",
+        );
     }
 }

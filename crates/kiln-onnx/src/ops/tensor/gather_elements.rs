@@ -20,7 +20,11 @@ fn infer(ctx: &mut InferCtx<'_>) -> Result<()> {
     let data = ctx.required(0)?.clone();
     let indices = ctx.required(1)?.clone();
     let axis = ctx.node.attr_int("axis")?.unwrap_or(0);
-    let rank = data.shape.as_ref().or(indices.shape.as_ref()).map(|s| s.rank());
+    let rank = data
+        .shape
+        .as_ref()
+        .or(indices.shape.as_ref())
+        .map(|s| s.rank());
     if let (Some(d), Some(i)) = (&data.shape, &indices.shape)
         && d.rank() != i.rank()
     {
@@ -39,19 +43,53 @@ fn infer(ctx: &mut InferCtx<'_>) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::tensor::testutil::*;
     use crate::attribute::AttrValue;
+    use crate::ops::tensor::testutil::*;
     use kiln_core::DataType;
 
     #[test]
     fn indices_shape() {
-        let n = node("GatherElements", &["x", "i"], &["y"], vec![("axis", AttrValue::Int(-1))]);
-        let out = run(&DEF, 13, &n, vec![f32s("batchx10"), fact(DataType::I64, "batchx3")], vec![])
-            .unwrap();
+        let n = node(
+            "GatherElements",
+            &["x", "i"],
+            &["y"],
+            vec![("axis", AttrValue::Int(-1))],
+        );
+        let out = run(
+            &DEF,
+            13,
+            &n,
+            vec![f32s("batchx10"), fact(DataType::I64, "batchx3")],
+            vec![],
+        )
+        .unwrap();
         assert_eq!(out[0].shape, Some(shape("batchx3")));
         assert_eq!(out[0].dtype, Some(DataType::F32));
-        assert_err(run(&DEF, 13, &n, vec![f32s("2x10"), fact(DataType::I64, "3")], vec![]), "ranks");
-        let n = node("GatherElements", &["x", "i"], &["y"], vec![("axis", AttrValue::Int(2))]);
-        assert_err(run(&DEF, 13, &n, vec![f32s("2x10"), fact(DataType::I64, "2x3")], vec![]), "out of range");
+        assert_err(
+            run(
+                &DEF,
+                13,
+                &n,
+                vec![f32s("2x10"), fact(DataType::I64, "3")],
+                vec![],
+            ),
+            "ranks",
+        );
+        let n = node(
+            "GatherElements",
+            &["x", "i"],
+            &["y"],
+            vec![("axis", AttrValue::Int(2))],
+        );
+        assert_err(
+            run(
+                &DEF,
+                13,
+                &n,
+                vec![f32s("2x10"), fact(DataType::I64, "2x3")],
+                vec![],
+            ),
+            "out of range",
+        );
     }
 }

@@ -18,13 +18,48 @@ use crate::ops::util::broadcast;
 use crate::ops::{Fact, InferCtx, OpDef};
 
 pub(crate) const DEFS: [OpDef; 7] = [
-    OpDef { op_type: "Not", domain: "", since_opset: 1, infer: infer_not },
-    OpDef { op_type: "And", domain: "", since_opset: 7, infer: infer_bool_binary },
-    OpDef { op_type: "Or", domain: "", since_opset: 7, infer: infer_bool_binary },
-    OpDef { op_type: "Equal", domain: "", since_opset: 7, infer: infer_compare },
-    OpDef { op_type: "Less", domain: "", since_opset: 7, infer: infer_compare },
-    OpDef { op_type: "Greater", domain: "", since_opset: 7, infer: infer_compare },
-    OpDef { op_type: "IsNaN", domain: "", since_opset: 9, infer: infer_isnan },
+    OpDef {
+        op_type: "Not",
+        domain: "",
+        since_opset: 1,
+        infer: infer_not,
+    },
+    OpDef {
+        op_type: "And",
+        domain: "",
+        since_opset: 7,
+        infer: infer_bool_binary,
+    },
+    OpDef {
+        op_type: "Or",
+        domain: "",
+        since_opset: 7,
+        infer: infer_bool_binary,
+    },
+    OpDef {
+        op_type: "Equal",
+        domain: "",
+        since_opset: 7,
+        infer: infer_compare,
+    },
+    OpDef {
+        op_type: "Less",
+        domain: "",
+        since_opset: 7,
+        infer: infer_compare,
+    },
+    OpDef {
+        op_type: "Greater",
+        domain: "",
+        since_opset: 7,
+        infer: infer_compare,
+    },
+    OpDef {
+        op_type: "IsNaN",
+        domain: "",
+        since_opset: 9,
+        infer: infer_isnan,
+    },
 ];
 
 fn expect_type(ctx: &InferCtx<'_>, i: usize, ok: fn(DataType) -> bool, want: &str) -> Result<()> {
@@ -80,7 +115,10 @@ fn infer_compare(ctx: &mut InferCtx<'_>) -> Result<()> {
     if let (Some(a), Some(b)) = (ctx.input_dtype(0), ctx.input_dtype(1))
         && a != b
     {
-        return Err(ctx.err(format!("inputs are {a} and {b}"), "Compare values of one type (Cast one)"));
+        return Err(ctx.err(
+            format!("inputs are {a} and {b}"),
+            "Compare values of one type (Cast one)",
+        ));
     }
     binary(ctx)
 }
@@ -97,10 +135,24 @@ mod tests {
     #[test]
     fn bool_outputs_broadcast() {
         let n = node("Less", &["a", "b"], &["y"], vec![]);
-        let out = run(def("Less"), 13, &n, vec![f32s("batchx1x4"), f32s("3x1")], vec![]).unwrap();
+        let out = run(
+            def("Less"),
+            13,
+            &n,
+            vec![f32s("batchx1x4"), f32s("3x1")],
+            vec![],
+        )
+        .unwrap();
         assert_eq!(out[0], fact(DataType::Bool, "batchx3x4").unwrap());
         let n = node("And", &["a", "b"], &["y"], vec![]);
-        let out = run(def("And"), 7, &n, vec![fact(DataType::Bool, "2"), fact(DataType::Bool, "")], vec![]).unwrap();
+        let out = run(
+            def("And"),
+            7,
+            &n,
+            vec![fact(DataType::Bool, "2"), fact(DataType::Bool, "")],
+            vec![],
+        )
+        .unwrap();
         assert_eq!(out[0], fact(DataType::Bool, "2").unwrap());
         let n = node("IsNaN", &["a"], &["y"], vec![]);
         let out = run(def("IsNaN"), 13, &n, vec![f32s("seq")], vec![]).unwrap();
@@ -113,15 +165,42 @@ mod tests {
     #[test]
     fn errors() {
         let n = node("Equal", &["a", "b"], &["y"], vec![]);
-        assert_err(run(def("Equal"), 13, &n, vec![f32s("2"), fact(DataType::I64, "2")], vec![]), "inputs are f32 and i64");
-        assert_err(run(def("Equal"), 13, &n, vec![f32s("2"), f32s("3")], vec![]), "broadcast");
+        assert_err(
+            run(
+                def("Equal"),
+                13,
+                &n,
+                vec![f32s("2"), fact(DataType::I64, "2")],
+                vec![],
+            ),
+            "inputs are f32 and i64",
+        );
+        assert_err(
+            run(def("Equal"), 13, &n, vec![f32s("2"), f32s("3")], vec![]),
+            "broadcast",
+        );
         let n = node("Or", &["a", "b"], &["y"], vec![]);
-        assert_err(run(def("Or"), 13, &n, vec![f32s("2"), fact(DataType::Bool, "2")], vec![]), "bool");
+        assert_err(
+            run(
+                def("Or"),
+                13,
+                &n,
+                vec![f32s("2"), fact(DataType::Bool, "2")],
+                vec![],
+            ),
+            "bool",
+        );
         let n = node("Not", &["a"], &["y"], vec![]);
         assert_err(run(def("Not"), 13, &n, vec![f32s("2")], vec![]), "bool");
         let n = node("IsNaN", &["a"], &["y"], vec![]);
-        assert_err(run(def("IsNaN"), 13, &n, vec![fact(DataType::I64, "2")], vec![]), "floating-point");
+        assert_err(
+            run(def("IsNaN"), 13, &n, vec![fact(DataType::I64, "2")], vec![]),
+            "floating-point",
+        );
         let n = node("Greater", &["a"], &["y"], vec![]);
-        assert_err(run(def("Greater"), 13, &n, vec![f32s("2")], vec![]), "inputs");
+        assert_err(
+            run(def("Greater"), 13, &n, vec![f32s("2")], vec![]),
+            "inputs",
+        );
     }
 }

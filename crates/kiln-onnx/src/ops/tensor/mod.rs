@@ -84,7 +84,11 @@ mod tests {
         assert_eq!(names.len(), n, "an op is listed twice");
         assert_eq!(n, 33);
         for d in DEFS {
-            assert!(crate::ops::registry().get("", d.op_type).is_some(), "{}", d.op_type);
+            assert!(
+                crate::ops::registry().get("", d.op_type).is_some(),
+                "{}",
+                d.op_type
+            );
         }
     }
 }

@@ -26,7 +26,10 @@ fn infer(ctx: &mut InferCtx<'_>) -> Result<()> {
         _ => 4,
     };
     ctx.expect_inputs(1, max_inputs)?;
-    let mode = ctx.node.attr_string("mode")?.unwrap_or_else(|| "constant".into());
+    let mode = ctx
+        .node
+        .attr_string("mode")?
+        .unwrap_or_else(|| "constant".into());
     let modes: &[&str] = if ctx.opset >= 19 {
         &["constant", "reflect", "edge", "wrap"]
     } else {
@@ -34,14 +37,20 @@ fn infer(ctx: &mut InferCtx<'_>) -> Result<()> {
     };
     if !modes.contains(&mode.as_str()) {
         return Err(ctx.err(
-            format!("mode '{mode}' is not one of {modes:?} (opset {})", ctx.opset),
+            format!(
+                "mode '{mode}' is not one of {modes:?} (opset {})",
+                ctx.opset
+            ),
             "Use one of the listed modes",
         ));
     }
     let input = ctx.required(0)?.shape.clone();
     let pads = ints_operand(ctx, "pads", 1, 11)?;
     if pads == IntsOperand::Absent {
-        return Err(ctx.err("has no pads", "Give the pads (attribute before opset 11, input from 11)"));
+        return Err(ctx.err(
+            "has no pads",
+            "Give the pads (attribute before opset 11, input from 11)",
+        ));
     }
     let axes = if ctx.opset >= 18 {
         ints_operand(ctx, "axes", 3, 18)?
@@ -104,12 +113,29 @@ mod tests {
 
     #[test]
     fn attribute_before_11_input_after() {
-        let n = node("Pad", &["x"], &["y"], vec![("pads", AttrValue::Ints(vec![0, 0, 1, 2, 0, 0, 1, 2]))]);
+        let n = node(
+            "Pad",
+            &["x"],
+            &["y"],
+            vec![("pads", AttrValue::Ints(vec![0, 0, 1, 2, 0, 0, 1, 2]))],
+        );
         let out = run(&DEF, 2, &n, vec![f32s("batchx3x4x4")], vec![]).unwrap();
         assert_eq!(out[0].shape, Some(shape("batchx3x6x8")));
         let t = ints(&[0, 1, 0, -1]);
-        let n = node("Pad", &["x", "p"], &["y"], vec![("mode", AttrValue::String(b"reflect".to_vec()))]);
-        let out = run(&DEF, 11, &n, vec![f32s("4x5"), fact_of(&t)], vec![None, Some(&t)]).unwrap();
+        let n = node(
+            "Pad",
+            &["x", "p"],
+            &["y"],
+            vec![("mode", AttrValue::String(b"reflect".to_vec()))],
+        );
+        let out = run(
+            &DEF,
+            11,
+            &n,
+            vec![f32s("4x5"), fact_of(&t)],
+            vec![None, Some(&t)],
+        )
+        .unwrap();
         assert_eq!(out[0].shape, Some(shape("4x5")));
         let n = node("Pad", &["x"], &["y"], vec![]);
         assert_err(run(&DEF, 11, &n, vec![f32s("4x5")], vec![]), "no pads");
@@ -119,11 +145,29 @@ mod tests {
     fn axes_from_18_and_wrap_from_19() {
         let p = ints(&[1, 1]);
         let a = ints(&[-1]);
-        let n = node("Pad", &["x", "p", "", "a"], &["y"], vec![("mode", AttrValue::String(b"wrap".to_vec()))]);
-        let out = run(&DEF, 19, &n, vec![f32s("batchx5"), fact_of(&p), None, fact_of(&a)], vec![None, Some(&p), None, Some(&a)]).unwrap();
+        let n = node(
+            "Pad",
+            &["x", "p", "", "a"],
+            &["y"],
+            vec![("mode", AttrValue::String(b"wrap".to_vec()))],
+        );
+        let out = run(
+            &DEF,
+            19,
+            &n,
+            vec![f32s("batchx5"), fact_of(&p), None, fact_of(&a)],
+            vec![None, Some(&p), None, Some(&a)],
+        )
+        .unwrap();
         assert_eq!(out[0].shape, Some(shape("batchx7")));
         assert_err(
-            run(&DEF, 18, &n, vec![f32s("batchx5"), fact_of(&p), None, fact_of(&a)], vec![None, Some(&p), None, Some(&a)]),
+            run(
+                &DEF,
+                18,
+                &n,
+                vec![f32s("batchx5"), fact_of(&p), None, fact_of(&a)],
+                vec![None, Some(&p), None, Some(&a)],
+            ),
             "wrap",
         );
     }
@@ -132,8 +176,26 @@ mod tests {
     fn errors() {
         let t = ints(&[0, -5]);
         let n = node("Pad", &["x", "p"], &["y"], vec![]);
-        assert_err(run(&DEF, 13, &n, vec![f32s("4"), fact_of(&t)], vec![None, Some(&t)]), "below 0");
+        assert_err(
+            run(
+                &DEF,
+                13,
+                &n,
+                vec![f32s("4"), fact_of(&t)],
+                vec![None, Some(&t)],
+            ),
+            "below 0",
+        );
         let t = ints(&[0, 1, 2]);
-        assert_err(run(&DEF, 13, &n, vec![f32s("4"), fact_of(&t)], vec![None, Some(&t)]), "entries");
+        assert_err(
+            run(
+                &DEF,
+                13,
+                &n,
+                vec![f32s("4"), fact_of(&t)],
+                vec![None, Some(&t)],
+            ),
+            "entries",
+        );
     }
 }

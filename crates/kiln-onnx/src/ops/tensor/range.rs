@@ -37,7 +37,10 @@ fn infer(ctx: &mut InferCtx<'_>) -> Result<()> {
         if let (Some(a), Some(b)) = (dtype, f.dtype)
             && a != b
         {
-            return Err(ctx.err(format!("inputs are {a} and {b}"), "Give start, limit and delta of one type"));
+            return Err(ctx.err(
+                format!("inputs are {a} and {b}"),
+                "Give start, limit and delta of one type",
+            ));
         }
         dtype = dtype.or(f.dtype);
     }
@@ -95,7 +98,13 @@ mod tests {
     fn range(s: &Tensor, l: Option<&Tensor>, d: &Tensor, limit: Option<Fact>) -> Result<Vec<Fact>> {
         let n = node("Range", &["s", "l", "d"], &["y"], vec![]);
         let lf = limit.or_else(|| l.and_then(fact_of));
-        run(&DEF, 11, &n, vec![fact_of(s), lf, fact_of(d)], vec![Some(s), l, Some(d)])
+        run(
+            &DEF,
+            11,
+            &n,
+            vec![fact_of(s), lf, fact_of(d)],
+            vec![Some(s), l, Some(d)],
+        )
     }
 
     #[test]

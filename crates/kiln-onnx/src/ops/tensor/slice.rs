@@ -112,7 +112,11 @@ fn infer(ctx: &mut InferCtx<'_>) -> Result<()> {
     };
     if starts.len() != ends.len() {
         return Err(ctx.err(
-            format!("starts has {} entries but ends has {}", starts.len(), ends.len()),
+            format!(
+                "starts has {} entries but ends has {}",
+                starts.len(),
+                ends.len()
+            ),
             "Give one start and one end per sliced axis",
         ));
     }
@@ -189,8 +193,18 @@ mod tests {
     use crate::ops::tensor::testutil::*;
     use crate::tensor::Tensor;
 
-    fn slice(x: Option<Fact>, s: &[i64], e: &[i64], a: Option<&[i64]>, st: Option<&[i64]>) -> Result<Vec<Fact>> {
-        let ts: Vec<Tensor> = [Some(s), Some(e), a, st].iter().flatten().map(|v| ints(v)).collect();
+    fn slice(
+        x: Option<Fact>,
+        s: &[i64],
+        e: &[i64],
+        a: Option<&[i64]>,
+        st: Option<&[i64]>,
+    ) -> Result<Vec<Fact>> {
+        let ts: Vec<Tensor> = [Some(s), Some(e), a, st]
+            .iter()
+            .flatten()
+            .map(|v| ints(v))
+            .collect();
         let mut names = vec!["x", "s", "e"];
         if a.is_some() || st.is_some() {
             names.push(if a.is_some() { "a" } else { "" });
@@ -233,7 +247,10 @@ mod tests {
         let out = slice(f32s("batchxseq"), &[0], &[i64::MAX], Some(&[1]), None).unwrap();
         assert_eq!(out[0].shape, Some(shape("batchxseq")));
         let out = slice(f32s("batchxseq"), &[1], &[i64::MAX], Some(&[-1]), None).unwrap();
-        assert_eq!(out[0].shape, Some(Shape(vec![Dim::symbol("batch"), Dim::Unknown])));
+        assert_eq!(
+            out[0].shape,
+            Some(Shape(vec![Dim::symbol("batch"), Dim::Unknown]))
+        );
     }
 
     #[test]
@@ -258,16 +275,27 @@ mod tests {
         );
         let out = run(&DEF, 9, &n, vec![f32s("4x5")], vec![]).unwrap();
         assert_eq!(out[0].shape, Some(shape("4x2")));
-        let n = node("Slice", &["x"], &["y"], vec![("starts", AttrValue::Ints(vec![1]))]);
+        let n = node(
+            "Slice",
+            &["x"],
+            &["y"],
+            vec![("starts", AttrValue::Ints(vec![1]))],
+        );
         assert_err(run(&DEF, 9, &n, vec![f32s("4x5")], vec![]), "ends");
     }
 
     #[test]
     fn errors() {
-        assert_err(slice(f32s("4"), &[0], &[1], Some(&[1]), None), "out of range");
+        assert_err(
+            slice(f32s("4"), &[0], &[1], Some(&[1]), None),
+            "out of range",
+        );
         assert_err(slice(f32s("4"), &[0], &[1], None, Some(&[0])), "step");
         assert_err(slice(f32s("4"), &[0, 1], &[1], None, None), "entries");
         let n = node("Slice", &["x", "s"], &["y"], vec![]);
-        assert_err(run(&DEF, 13, &n, vec![f32s("4"), sym("0")], vec![]), "inputs");
+        assert_err(
+            run(&DEF, 13, &n, vec![f32s("4"), sym("0")], vec![]),
+            "inputs",
+        );
     }
 }

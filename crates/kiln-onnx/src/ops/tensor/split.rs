@@ -40,10 +40,7 @@ fn infer(ctx: &mut InferCtx<'_>) -> Result<()> {
             ));
         }
         if split != IntsOperand::Absent {
-            return Err(ctx.err(
-                "has both num_outputs and split",
-                "Give only one of them",
-            ));
+            return Err(ctx.err("has both num_outputs and split", "Give only one of them"));
         }
     }
     if let IntsOperand::Known(v) = &split
@@ -71,7 +68,10 @@ fn infer(ctx: &mut InferCtx<'_>) -> Result<()> {
                 })?;
                 sizes.push(Dim::Known(x));
             }
-            let total: Option<usize> = sizes.iter().filter_map(Dim::known).try_fold(0usize, |a, b| a.checked_add(b));
+            let total: Option<usize> = sizes
+                .iter()
+                .filter_map(Dim::known)
+                .try_fold(0usize, |a, b| a.checked_add(b));
             if let (Dim::Known(n), Some(t)) = (&dim, total)
                 && *n != t
             {
@@ -126,7 +126,12 @@ mod tests {
 
     #[test]
     fn equal_parts_and_attribute_split() {
-        let n = node("Split", &["x"], &["a", "b"], vec![("axis", AttrValue::Int(-1))]);
+        let n = node(
+            "Split",
+            &["x"],
+            &["a", "b"],
+            vec![("axis", AttrValue::Int(-1))],
+        );
         let out = run(&DEF, 11, &n, vec![f32s("batchx6")], vec![]).unwrap();
         assert_eq!(out[0].shape, Some(shape("batchx3")));
         assert_eq!(out[1].shape, Some(shape("batchx3")));
@@ -134,28 +139,56 @@ mod tests {
             "Split",
             &["x"],
             &["a", "b"],
-            vec![("axis", AttrValue::Int(1)), ("split", AttrValue::Ints(vec![2, 4]))],
+            vec![
+                ("axis", AttrValue::Int(1)),
+                ("split", AttrValue::Ints(vec![2, 4])),
+            ],
         );
         let out = run(&DEF, 11, &n, vec![f32s("batchx6")], vec![]).unwrap();
         assert_eq!(out[1].shape, Some(shape("batchx4")));
-        assert_err(run(&DEF, 11, &n, vec![f32s("batchx7")], vec![]), "adds up to");
+        assert_err(
+            run(&DEF, 11, &n, vec![f32s("batchx7")], vec![]),
+            "adds up to",
+        );
     }
 
     #[test]
     fn split_input_from_13_and_num_outputs_from_18() {
         let t = ints(&[1, 5]);
-        let n = node("Split", &["x", "s"], &["a", "b"], vec![("axis", AttrValue::Int(1))]);
-        let out = run(&DEF, 13, &n, vec![f32s("2x6"), fact_of(&t)], vec![None, Some(&t)]).unwrap();
+        let n = node(
+            "Split",
+            &["x", "s"],
+            &["a", "b"],
+            vec![("axis", AttrValue::Int(1))],
+        );
+        let out = run(
+            &DEF,
+            13,
+            &n,
+            vec![f32s("2x6"), fact_of(&t)],
+            vec![None, Some(&t)],
+        )
+        .unwrap();
         assert_eq!(out[0].shape, Some(shape("2x1")));
         assert_eq!(out[1].shape, Some(shape("2x5")));
-        let n = node("Split", &["x"], &["a", "b", "c"], vec![("num_outputs", AttrValue::Int(3))]);
+        let n = node(
+            "Split",
+            &["x"],
+            &["a", "b", "c"],
+            vec![("num_outputs", AttrValue::Int(3))],
+        );
         let out = run(&DEF, 18, &n, vec![f32s("7")], vec![]).unwrap();
         assert_eq!(out[0].shape, Some(shape("3")));
         assert_eq!(out[2].shape, Some(shape("1")));
         // Without num_outputs an uneven split is an error.
         let n = node("Split", &["x"], &["a", "b", "c"], vec![]);
         assert_err(run(&DEF, 18, &n, vec![f32s("7")], vec![]), "equal parts");
-        let n = node("Split", &["x"], &["a", "b"], vec![("num_outputs", AttrValue::Int(3))]);
+        let n = node(
+            "Split",
+            &["x"],
+            &["a", "b"],
+            vec![("num_outputs", AttrValue::Int(3))],
+        );
         assert_err(run(&DEF, 18, &n, vec![f32s("6")], vec![]), "num_outputs");
     }
 
@@ -164,7 +197,15 @@ mod tests {
         let n = node("Split", &["x"], &["a", "b"], vec![]);
         let out = run(&DEF, 13, &n, vec![f32s("batchx6")], vec![]).unwrap();
         assert_eq!(out[0].shape, Some(Shape(vec![Dim::Unknown, Dim::Known(6)])));
-        let n = node("Split", &["x"], &["a", "b"], vec![("axis", AttrValue::Int(2))]);
-        assert_err(run(&DEF, 13, &n, vec![f32s("batchx6")], vec![]), "out of range");
+        let n = node(
+            "Split",
+            &["x"],
+            &["a", "b"],
+            vec![("axis", AttrValue::Int(2))],
+        );
+        assert_err(
+            run(&DEF, 13, &n, vec![f32s("batchx6")], vec![]),
+            "out of range",
+        );
     }
 }

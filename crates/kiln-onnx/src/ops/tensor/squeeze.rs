@@ -27,7 +27,11 @@ fn infer(ctx: &mut InferCtx<'_>) -> Result<()> {
         (Some(s), IntsOperand::Absent) => {
             if s.dims().iter().all(Dim::is_known) {
                 Some(Shape(
-                    s.dims().iter().filter(|d| **d != Dim::Known(1)).cloned().collect(),
+                    s.dims()
+                        .iter()
+                        .filter(|d| **d != Dim::Known(1))
+                        .cloned()
+                        .collect(),
                 ))
             } else {
                 None
@@ -70,17 +74,33 @@ mod tests {
 
     #[test]
     fn axes_attribute_before_13_input_after() {
-        let n = node("Squeeze", &["x"], &["y"], vec![("axes", AttrValue::Ints(vec![-1, 2]))]);
+        let n = node(
+            "Squeeze",
+            &["x"],
+            &["y"],
+            vec![("axes", AttrValue::Ints(vec![-1, 2]))],
+        );
         let out = run(&DEF, 11, &n, vec![f32s("batchx3x1x1")], vec![]).unwrap();
         assert_eq!(out[0].shape, Some(shape("batchx3")));
         let t = ints(&[2, 3]);
         let n = node("Squeeze", &["x", "a"], &["y"], vec![]);
-        let out = run(&DEF, 13, &n, vec![f32s("batchx3x1x1"), fact_of(&t)], vec![None, Some(&t)])
-            .unwrap();
+        let out = run(
+            &DEF,
+            13,
+            &n,
+            vec![f32s("batchx3x1x1"), fact_of(&t)],
+            vec![None, Some(&t)],
+        )
+        .unwrap();
         assert_eq!(out[0].shape, Some(shape("batchx3")));
         // At 13 the attribute is not read: without the input every size-1 dim goes, but with
         // a symbolic dim the rank is unknown.
-        let n = node("Squeeze", &["x"], &["y"], vec![("axes", AttrValue::Ints(vec![2]))]);
+        let n = node(
+            "Squeeze",
+            &["x"],
+            &["y"],
+            vec![("axes", AttrValue::Ints(vec![2]))],
+        );
         let out = run(&DEF, 13, &n, vec![f32s("batchx3x1x1")], vec![]).unwrap();
         assert_eq!(out[0].shape, None);
         let out = run(&DEF, 13, &n, vec![f32s("1x3x1x1")], vec![]).unwrap();
@@ -89,7 +109,12 @@ mod tests {
 
     #[test]
     fn sym_value_to_scalar() {
-        let n = node("Squeeze", &["x"], &["y"], vec![("axes", AttrValue::Ints(vec![0]))]);
+        let n = node(
+            "Squeeze",
+            &["x"],
+            &["y"],
+            vec![("axes", AttrValue::Ints(vec![0]))],
+        );
         let out = run(&DEF, 11, &n, vec![sym("batch")], vec![]).unwrap();
         assert_eq!(out[0].shape, Some(Shape::scalar()));
         assert_eq!(out[0].sym_value, Some(dims("batch")));
@@ -97,11 +122,26 @@ mod tests {
 
     #[test]
     fn errors() {
-        let n = node("Squeeze", &["x"], &["y"], vec![("axes", AttrValue::Ints(vec![1]))]);
+        let n = node(
+            "Squeeze",
+            &["x"],
+            &["y"],
+            vec![("axes", AttrValue::Ints(vec![1]))],
+        );
         assert_err(run(&DEF, 11, &n, vec![f32s("1x3")], vec![]), "not 1");
-        let n = node("Squeeze", &["x"], &["y"], vec![("axes", AttrValue::Ints(vec![2]))]);
+        let n = node(
+            "Squeeze",
+            &["x"],
+            &["y"],
+            vec![("axes", AttrValue::Ints(vec![2]))],
+        );
         assert_err(run(&DEF, 11, &n, vec![f32s("1x3")], vec![]), "out of range");
-        let n = node("Squeeze", &["x"], &["y"], vec![("axes", AttrValue::Ints(vec![0, -2]))]);
+        let n = node(
+            "Squeeze",
+            &["x"],
+            &["y"],
+            vec![("axes", AttrValue::Ints(vec![0, -2]))],
+        );
         assert_err(run(&DEF, 11, &n, vec![f32s("1x3")], vec![]), "twice");
     }
 }

@@ -25,7 +25,11 @@ fn infer(ctx: &mut InferCtx<'_>) -> Result<()> {
         && s.rank() != r.rank()
     {
         return Err(ctx.err(
-            format!("repeats has {} entries for an input of rank {}", r.rank(), s.rank()),
+            format!(
+                "repeats has {} entries for an input of rank {}",
+                r.rank(),
+                s.rank()
+            ),
             "Give one repeat count per axis",
         ));
     }
@@ -57,12 +61,35 @@ mod tests {
     fn repeats() {
         let n = node("Tile", &["x", "r"], &["y"], vec![]);
         let t = ints(&[1, 3]);
-        let out = run(&DEF, 13, &n, vec![f32s("batchx4"), fact_of(&t)], vec![None, Some(&t)]).unwrap();
+        let out = run(
+            &DEF,
+            13,
+            &n,
+            vec![f32s("batchx4"), fact_of(&t)],
+            vec![None, Some(&t)],
+        )
+        .unwrap();
         assert_eq!(out[0].shape, Some(shape("batchx12")));
         let t = ints(&[2, 1]);
-        let out = run(&DEF, 13, &n, vec![f32s("batchx4"), fact_of(&t)], vec![None, Some(&t)]).unwrap();
+        let out = run(
+            &DEF,
+            13,
+            &n,
+            vec![f32s("batchx4"), fact_of(&t)],
+            vec![None, Some(&t)],
+        )
+        .unwrap();
         assert_eq!(out[0].shape, Some(Shape(vec![Dim::Unknown, Dim::Known(4)])));
         let t = ints(&[2]);
-        assert_err(run(&DEF, 13, &n, vec![f32s("2x4"), fact_of(&t)], vec![None, Some(&t)]), "repeats");
+        assert_err(
+            run(
+                &DEF,
+                13,
+                &n,
+                vec![f32s("2x4"), fact_of(&t)],
+                vec![None, Some(&t)],
+            ),
+            "repeats",
+        );
     }
 }

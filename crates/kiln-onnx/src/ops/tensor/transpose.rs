@@ -29,7 +29,9 @@ fn infer(ctx: &mut InferCtx<'_>) -> Result<()> {
         (Some(s), None) => Some(Shape(s.0.into_iter().rev().collect())),
         (Some(s), Some(p)) => {
             let idx = check_perm(ctx, &p, s.rank())?;
-            Some(Shape(idx.iter().filter_map(|&i| s.0.get(i).cloned()).collect()))
+            Some(Shape(
+                idx.iter().filter_map(|&i| s.0.get(i).cloned()).collect(),
+            ))
         }
     };
     ctx.set_output(0, same_type(ctx, 0, out));
@@ -67,7 +69,12 @@ mod tests {
 
     #[test]
     fn perm_and_default() {
-        let n = node("Transpose", &["x"], &["y"], vec![("perm", AttrValue::Ints(vec![0, 2, 1]))]);
+        let n = node(
+            "Transpose",
+            &["x"],
+            &["y"],
+            vec![("perm", AttrValue::Ints(vec![0, 2, 1]))],
+        );
         let out = run(&DEF, 13, &n, vec![f32s("batchx3x4")], vec![]).unwrap();
         assert_eq!(out[0].shape, Some(shape("batchx4x3")));
         let n = node("Transpose", &["x"], &["y"], vec![]);
@@ -78,8 +85,16 @@ mod tests {
     #[test]
     fn bad_perm() {
         for p in [vec![0, 0, 1], vec![0, 1], vec![0, 1, 3], vec![-1, 0, 1]] {
-            let n = node("Transpose", &["x"], &["y"], vec![("perm", AttrValue::Ints(p))]);
-            assert_err(run(&DEF, 13, &n, vec![f32s("2x3x4")], vec![]), "permutation");
+            let n = node(
+                "Transpose",
+                &["x"],
+                &["y"],
+                vec![("perm", AttrValue::Ints(p))],
+            );
+            assert_err(
+                run(&DEF, 13, &n, vec![f32s("2x3x4")], vec![]),
+                "permutation",
+            );
         }
     }
 }

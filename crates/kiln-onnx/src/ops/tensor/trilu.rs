@@ -19,7 +19,10 @@ fn infer(ctx: &mut InferCtx<'_>) -> Result<()> {
     if let Some(s) = &x.shape
         && s.rank() < 2
     {
-        return Err(ctx.err(format!("input {s} has rank below 2"), "Give a matrix or a batch of matrices"));
+        return Err(ctx.err(
+            format!("input {s} has rank below 2"),
+            "Give a matrix or a batch of matrices",
+        ));
     }
     if let Some(s) = ctx.input_shape(1)
         && s.rank() != 0
@@ -38,9 +41,22 @@ mod tests {
     #[test]
     fn same_shape() {
         let n = node("Trilu", &["x", "k"], &["y"], vec![]);
-        let out = run(&DEF, 14, &n, vec![f32s("seqxseq"), fact(kiln_core::DataType::I64, "")], vec![]).unwrap();
+        let out = run(
+            &DEF,
+            14,
+            &n,
+            vec![f32s("seqxseq"), fact(kiln_core::DataType::I64, "")],
+            vec![],
+        )
+        .unwrap();
         assert_eq!(out[0], f32s("seqxseq").unwrap());
-        assert_err(run(&DEF, 14, &n, vec![f32s("4"), None], vec![]), "rank below 2");
-        assert_err(run(&DEF, 14, &n, vec![f32s("4x4"), sym("1")], vec![]), "k has shape");
+        assert_err(
+            run(&DEF, 14, &n, vec![f32s("4"), None], vec![]),
+            "rank below 2",
+        );
+        assert_err(
+            run(&DEF, 14, &n, vec![f32s("4x4"), sym("1")], vec![]),
+            "k has shape",
+        );
     }
 }

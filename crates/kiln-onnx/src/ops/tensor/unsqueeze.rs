@@ -73,13 +73,24 @@ mod tests {
 
     #[test]
     fn attribute_and_input_forms() {
-        let n = node("Unsqueeze", &["x"], &["y"], vec![("axes", AttrValue::Ints(vec![0, -1]))]);
+        let n = node(
+            "Unsqueeze",
+            &["x"],
+            &["y"],
+            vec![("axes", AttrValue::Ints(vec![0, -1]))],
+        );
         let out = run(&DEF, 11, &n, vec![f32s("batchx3")], vec![]).unwrap();
         assert_eq!(out[0].shape, Some(shape("1xbatchx3x1")));
         let t = ints(&[1]);
         let n = node("Unsqueeze", &["x", "a"], &["y"], vec![]);
-        let out = run(&DEF, 13, &n, vec![f32s("batchx3"), fact_of(&t)], vec![None, Some(&t)])
-            .unwrap();
+        let out = run(
+            &DEF,
+            13,
+            &n,
+            vec![f32s("batchx3"), fact_of(&t)],
+            vec![None, Some(&t)],
+        )
+        .unwrap();
         assert_eq!(out[0].shape, Some(shape("batchx1x3")));
         // Axes not known before run time: shape unknown.
         let out = run(&DEF, 13, &n, vec![f32s("batchx3"), sym("?")], vec![]).unwrap();
@@ -90,7 +101,12 @@ mod tests {
     fn scalar_sym_value_becomes_rank_one() {
         let mut s = Fact::tensor(DataType::I64, Shape::scalar());
         s.sym_value = Some(dims("batch"));
-        let n = node("Unsqueeze", &["x"], &["y"], vec![("axes", AttrValue::Ints(vec![0]))]);
+        let n = node(
+            "Unsqueeze",
+            &["x"],
+            &["y"],
+            vec![("axes", AttrValue::Ints(vec![0]))],
+        );
         let out = run(&DEF, 11, &n, vec![Some(s)], vec![]).unwrap();
         assert_eq!(out[0].shape, Some(shape("1")));
         assert_eq!(out[0].sym_value, Some(dims("batch")));
@@ -98,7 +114,12 @@ mod tests {
 
     #[test]
     fn errors() {
-        let n = node("Unsqueeze", &["x"], &["y"], vec![("axes", AttrValue::Ints(vec![3]))]);
+        let n = node(
+            "Unsqueeze",
+            &["x"],
+            &["y"],
+            vec![("axes", AttrValue::Ints(vec![3]))],
+        );
         assert_err(run(&DEF, 11, &n, vec![f32s("2x3")], vec![]), "out of range");
         let n = node("Unsqueeze", &["x"], &["y"], vec![]);
         assert_err(run(&DEF, 11, &n, vec![f32s("2x3")], vec![]), "no axes");

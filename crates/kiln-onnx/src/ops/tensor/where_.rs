@@ -23,7 +23,10 @@ fn infer(ctx: &mut InferCtx<'_>) -> Result<()> {
     if let Some(dt) = c.dtype
         && dt != DataType::Bool
     {
-        return Err(ctx.err(format!("condition is {dt}"), "Give a bool condition (Cast it)"));
+        return Err(ctx.err(
+            format!("condition is {dt}"),
+            "Give a bool condition (Cast it)",
+        ));
     }
     if let (Some(a), Some(b)) = (x.dtype, y.dtype)
         && a != b
@@ -46,10 +49,32 @@ mod tests {
     #[test]
     fn broadcasts_three() {
         let n = node("Where", &["c", "x", "y"], &["z"], vec![]);
-        let out = run(&DEF, 16, &n, vec![fact(DataType::Bool, "1x1xseqxseq"), f32s("batchx8x1x1"), f32s("")], vec![])
-            .unwrap();
+        let out = run(
+            &DEF,
+            16,
+            &n,
+            vec![
+                fact(DataType::Bool, "1x1xseqxseq"),
+                f32s("batchx8x1x1"),
+                f32s(""),
+            ],
+            vec![],
+        )
+        .unwrap();
         assert_eq!(out[0], f32s("batchx8xseqxseq").unwrap());
-        assert_err(run(&DEF, 16, &n, vec![f32s("1"), f32s("1"), f32s("1")], vec![]), "condition");
-        assert_err(run(&DEF, 16, &n, vec![fact(DataType::Bool, "2"), f32s("3"), f32s("1")], vec![]), "broadcast");
+        assert_err(
+            run(&DEF, 16, &n, vec![f32s("1"), f32s("1"), f32s("1")], vec![]),
+            "condition",
+        );
+        assert_err(
+            run(
+                &DEF,
+                16,
+                &n,
+                vec![fact(DataType::Bool, "2"), f32s("3"), f32s("1")],
+                vec![],
+            ),
+            "broadcast",
+        );
     }
 }
