@@ -15,6 +15,7 @@ mod norm;
 mod pool;
 mod quant;
 mod reduce;
+mod resize;
 #[cfg(test)]
 mod test_util;
 mod topk;
@@ -79,6 +80,28 @@ pub(crate) const DEFS: &[&OpDef] = &[
     &reduce::REDUCE_L2,
     &reduce::ARG_MAX,
     &topk::TOPK,
+    &resize::RESIZE,
     &quant::QUANTIZE_LINEAR,
     &quant::DEQUANTIZE_LINEAR,
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::DEFS;
+    use crate::ops::registry;
+
+    #[test]
+    fn every_op_is_registered_once_in_the_default_domain() {
+        let mut names: Vec<_> = DEFS.iter().map(|d| d.op_type).collect();
+        names.sort_unstable();
+        let n = names.len();
+        names.dedup();
+        assert_eq!(names.len(), n, "an op is listed twice");
+        assert_eq!(n, 58, "the 58 ops of the brief");
+        for d in DEFS {
+            assert_eq!(d.domain, "");
+            let got = registry().get("ai.onnx", d.op_type).map(|r| r.since_opset);
+            assert_eq!(got, Some(d.since_opset), "{}", d.op_type);
+        }
+    }
+}

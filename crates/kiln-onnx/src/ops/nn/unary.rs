@@ -93,7 +93,8 @@ pub(super) const GELU: OpDef = OpDef {
     infer: infer_gelu,
 };
 
-/// Every op of this file.
+/// Every op of this file (for tests; [`super::DEFS`] lists them for the registry).
+#[cfg(test)]
 pub(super) const ALL: [&OpDef; 21] = [
     &RELU,
     &LEAKY_RELU,
