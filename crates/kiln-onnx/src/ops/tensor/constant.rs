@@ -103,8 +103,9 @@ pub(crate) fn fact_of_tensor(t: &Tensor) -> Fact {
 fn infer(ctx: &mut InferCtx<'_>) -> Result<()> {
     ctx.expect_inputs(0, 0)?;
     if ctx.opset < 12
-        && let Some(a) = VALUE_ATTRS[1..]
+        && let Some(a) = VALUE_ATTRS
             .iter()
+            .skip(1)
             .find(|a| **a != "sparse_value" && ctx.node.attr(a).is_some())
     {
         return Err(ctx.err(

@@ -73,7 +73,11 @@ fn infer(ctx: &mut InferCtx<'_>) -> Result<()> {
             [Some(s), Some(l), Some(d)] => match (s.first(), l.first(), d.first()) {
                 (Some(&s), Some(&l), Some(&d)) if d != 0.0 => {
                     let n = ((l as f64 - s as f64) / d as f64).ceil().max(0.0);
-                    Dim::Known(n as usize)
+                    if n.is_finite() && n < usize::MAX as f64 {
+                        Dim::Known(n as usize)
+                    } else {
+                        Dim::Unknown
+                    }
                 }
                 (_, _, Some(_)) => return Err(ctx.err("delta is 0", "Use a delta other than 0")),
                 _ => Dim::Unknown,

@@ -89,12 +89,15 @@ fn infer(ctx: &mut InferCtx<'_>) -> Result<()> {
                 vec![Dim::Known(n / outs); outs]
             } else if num_outputs.is_some() {
                 let chunk = n.div_ceil(outs);
-                let rest = n.checked_sub(chunk * (outs - 1)).ok_or_else(|| {
-                    ctx.err(
-                        format!("axis {ax} of size {n} cannot be cut into {outs} parts"),
-                        "Use fewer outputs",
-                    )
-                })?;
+                let rest = chunk
+                    .checked_mul(outs - 1)
+                    .and_then(|used| n.checked_sub(used))
+                    .ok_or_else(|| {
+                        ctx.err(
+                            format!("axis {ax} of size {n} cannot be cut into {outs} parts"),
+                            "Use fewer outputs",
+                        )
+                    })?;
                 let mut v = vec![Dim::Known(chunk); outs - 1];
                 v.push(Dim::Known(rest));
                 v
