@@ -46,8 +46,11 @@ pub(crate) enum Msg {
     TypeSparseTensor,
 }
 
-/// For each message type: its name and its sub-message fields (field number, type).
-pub(crate) const SCHEMA: &[(Msg, &str, &[(u32, Msg)])] = &[
+/// One message type: its name and its sub-message fields (field number, type).
+type MsgSchema = (Msg, &'static str, &'static [(u32, Msg)]);
+
+/// Every message type of `onnx.proto`.
+pub(crate) const SCHEMA: &[MsgSchema] = &[
     (
         Msg::Model,
         "ModelProto",
@@ -300,10 +303,7 @@ fn scan<B: BufRead>(src: B, total_len: Option<u64>) -> Result<ScanStats> {
         end: total_len,
     }];
     let mut stats = ScanStats::default();
-    loop {
-        let Some(top) = stack.last() else {
-            break;
-        };
+    while let Some(top) = stack.last() {
         let (msg, end) = (top.msg, top.end);
         if end == Some(cur.pos) {
             if stack.len() == 1 {
