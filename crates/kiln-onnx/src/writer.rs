@@ -605,7 +605,7 @@ mod loader_round_trip {
         }
     }
 
-    /// Regenerates `fuzz/seeds/`: `cargo test -p kiln-onnx --lib builder -- --ignored`.
+    /// Regenerates `fuzz/seeds/`: `cargo test -p kiln-onnx --lib write_fuzz_seeds -- --ignored`.
     #[test]
     #[ignore = "writes fuzz/seeds/; run by hand after changing the seed models"]
     fn write_fuzz_seeds() {
