@@ -33,13 +33,19 @@ pub use graph::{
     Graph, ModelMetadata, Node, ONNX_DOMAIN, OpsetImport, ValueInfo, ValueKind, is_onnx_domain,
 };
 pub use infer::infer_shapes;
-pub use load::{LoadOptions, from_bytes, from_bytes_with, load, load_with};
+pub use load::{LoadOptions, from_bytes, from_bytes_with, load, load_with, tensor_from_pb};
 pub use ops::{Registry, registry, unsupported_nodes};
 pub use tensor::Tensor;
 pub use validate::validate_and_sort;
 pub use writer::{save, to_model_bytes};
 
-/// Oldest and newest default-domain opsets kiln accepts.
-pub const MIN_OPSET: i64 = 7;
-/// Newest default-domain opset kiln has been checked against.
-pub const MAX_OPSET: i64 = 23;
+/// Oldest default-domain opset kiln accepts. Whether each node can run at the model's opset is
+/// the op registry's call ([`OpDef::since_opset`](ops::OpDef)): an op whose meaning changed
+/// since is reported by [`unsupported_nodes`] rather than refusing the whole file.
+pub const MIN_OPSET: i64 = 1;
+/// Newest default-domain opset kiln accepts: that of onnx 1.23, the package whose test suite
+/// kiln runs. Opsets above [`CHECKED_OPSET`] load with a warning: their ops run with the newest
+/// semantics kiln implements, and the conformance suite says which of their tests pass.
+pub const MAX_OPSET: i64 = 28;
+/// Newest default-domain opset whose op versions kiln's op files were written against.
+pub const CHECKED_OPSET: i64 = 23;

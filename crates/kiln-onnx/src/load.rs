@@ -28,7 +28,9 @@ use crate::wire;
 
 /// IR versions kiln reads (ONNX 1.0's IR 3 up to IR 11).
 const MIN_IR_VERSION: i64 = 3;
-const MAX_IR_VERSION: i64 = 11;
+/// The IR version written by onnx 1.23 (newer IR versions add element types, which kiln
+/// refuses per tensor).
+const MAX_IR_VERSION: i64 = 14;
 
 /// What [`load_with`] and [`from_bytes_with`] do beyond decoding.
 #[derive(Debug, Clone)]
@@ -88,6 +90,29 @@ pub fn from_bytes_with(bytes: &[u8], opts: &LoadOptions) -> Result<Graph> {
         let mut is = CodedInputStream::from_bytes(bytes);
         let model = decode(&mut is)?;
         build(model, None, opts)
+    };
+    run().map_err(|e| e.in_file(&origin))
+}
+
+/// Decodes one serialised `TensorProto` (the `.pb` files of ONNX's test data sets) into a
+/// [`Tensor`]. The bytes get the same hostile-input pre-scan as models; tensors that point to
+/// external data are refused (there is no model folder to resolve them against).
+pub fn tensor_from_pb(bytes: &[u8]) -> Result<Tensor> {
+    let origin = Origin::bytes();
+    let run = || -> Result<Tensor> {
+        wire::scan_bytes_as(wire::Msg::Tensor, bytes)?;
+        let mut is = CodedInputStream::from_bytes(bytes);
+        is.set_recursion_limit(u32::try_from(wire::MAX_DEPTH).unwrap_or(100));
+        let tp = TensorProto::parse_from(&mut is).map_err(|e| OnnxError::Decode {
+            file: Origin::bytes(),
+            detail: format!("offset {}: protobuf decoding failed: {e}", is.pos()),
+        })?;
+        let ctx = Ctx {
+            opsets: Vec::new(),
+            external: ExternalCtx::new(None),
+            path: None,
+        };
+        convert_tensor(tp, "tensor", &ctx)
     };
     run().map_err(|e| e.in_file(&origin))
 }
@@ -204,6 +229,14 @@ fn check_model(model: &ModelProto) -> Result<Vec<OpsetImport>> {
                 "Re-export the model with a supported opset (e.g. torch.onnx.export(..., \
                  opset_version=17)) or convert it with onnx.version_converter",
             ));
+        }
+        if domain.is_empty() && o.version > crate::CHECKED_OPSET {
+            tracing::warn!(
+                "default-domain opset {} is newer than {}, the newest kiln's ops were written \
+                 against; ops changed since then run with kiln's newest semantics",
+                o.version,
+                crate::CHECKED_OPSET
+            );
         }
         opsets.push(OpsetImport {
             domain,

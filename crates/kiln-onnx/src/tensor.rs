@@ -151,10 +151,7 @@ impl Tensor {
                 "This is a bug in the caller: read the tensor with its own element type",
             ));
         }
-        Ok(match bytemuck::try_cast_slice::<u8, T>(&self.bytes) {
-            Ok(s) => Cow::Borrowed(s),
-            Err(_) => Cow::Owned(bytemuck::pod_collect_to_vec(&self.bytes)),
-        })
+        Ok(view(&self.bytes))
     }
 
     /// Bool data as `bool`s.
@@ -232,6 +229,14 @@ impl Tensor {
     }
 }
 
+/// Little-endian bytes as `&[T]`: borrowed when aligned, copied once when not.
+fn view<T: Element>(bytes: &[u8]) -> Cow<'_, [T]> {
+    match bytemuck::try_cast_slice::<u8, T>(bytes) {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => Cow::Owned(bytemuck::pod_collect_to_vec(bytes)),
+    }
+}
+
 /// Byte length of a tensor of `dtype` and `dims`, with overflow checked.
 pub(crate) fn byte_len(name: &str, dtype: DataType, dims: &[usize]) -> Result<usize> {
     checked_element_count(dims)
@@ -264,11 +269,16 @@ mod tests {
 
     #[test]
     fn misaligned_bytes_are_copied_not_rejected() {
-        let mut buf = vec![0u8; 17];
-        buf[1..5].copy_from_slice(&7i32.to_le_bytes());
-        let bytes = buf[1..17].to_vec();
-        let t = Tensor::from_bytes("x", DataType::I32, vec![4], bytes).unwrap();
-        assert_eq!(t.as_slice::<i32>().unwrap()[0], 7);
+        let words = [0u32, 7u32.to_le(), 9u32.to_le(), 0];
+        let bytes: &[u8] = bytemuck::cast_slice(&words);
+        // Starting one byte in, the slice is misaligned for i32: the view must copy.
+        let mut shifted = vec![0u8];
+        shifted.extend_from_slice(&bytes[4..12]);
+        let aligned = view::<i32>(&bytes[4..12]);
+        assert!(matches!(aligned, Cow::Borrowed(_)));
+        let copied = view::<i32>(&shifted[1..]);
+        assert!(matches!(copied, Cow::Owned(_)));
+        assert_eq!(&*copied, &[7, 9]);
     }
 
     #[test]

@@ -297,9 +297,19 @@ struct Frame {
 }
 
 fn scan<B: BufRead>(src: B, total_len: Option<u64>) -> Result<ScanStats> {
+    scan_as(Msg::Model, src, total_len)
+}
+
+/// Scans bytes in memory holding one message of type `root` (e.g. a lone TensorProto).
+pub(crate) fn scan_bytes_as(root: Msg, bytes: &[u8]) -> Result<ScanStats> {
+    let len = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+    scan_as(root, bytes, Some(len))
+}
+
+fn scan_as<B: BufRead>(root: Msg, src: B, total_len: Option<u64>) -> Result<ScanStats> {
     let mut cur = Cursor { src, pos: 0 };
     let mut stack = vec![Frame {
-        msg: Msg::Model,
+        msg: root,
         end: total_len,
     }];
     let mut stats = ScanStats::default();

@@ -32,6 +32,20 @@ impl Interpreter {
         let mut steps = Vec::with_capacity(graph.nodes.len());
         for (i, node) in graph.nodes.iter().enumerate() {
             let opset = graph.opset_version(&node.domain).unwrap_or(0);
+            // The op's meaning at this opset must be the one kiln implements.
+            if let Some(def) = kiln_onnx::registry().get(&node.domain, &node.op_type)
+                && opset < def.since_opset
+            {
+                unsupported.push(UnsupportedNode {
+                    node: node.node_ref(),
+                    opset: Some(opset),
+                    reason: format!(
+                        "opset {opset} is older than kiln's implementation (from opset {})",
+                        def.since_opset
+                    ),
+                });
+                continue;
+            }
             match ops::lookup(&node.domain, &node.op_type) {
                 Some(op) => steps.push(Step {
                     node: i,

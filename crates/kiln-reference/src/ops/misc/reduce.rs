@@ -106,7 +106,11 @@ fn reduce(ctx: &OpCtx<'_>, kind: Kind) -> Result<Vec<Value>> {
     } else {
         None
     };
+    // Identities: what a reduction over an empty set gives (false / true for bools).
+    let is_bool = x.dtype() == kiln_core::DataType::Bool;
     let (init, f): (f64, fn(f64, f64) -> f64) = match kind {
+        Kind::Max if is_bool => (0.0, nan_max),
+        Kind::Min if is_bool => (1.0, nan_min),
         Kind::Max => (f64::NEG_INFINITY, nan_max),
         Kind::Min => (f64::INFINITY, nan_min),
         Kind::Prod => (1.0, |acc, v| acc * v),

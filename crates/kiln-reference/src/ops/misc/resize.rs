@@ -284,7 +284,7 @@ pub fn resize(ctx: &OpCtx<'_>) -> Result<Vec<Value>> {
                 ));
             }
             for (k, &ax) in axes.iter().enumerate() {
-                if !(sc[k] > 0.0) {
+                if sc[k].is_nan() || sc[k] <= 0.0 {
                     return Err(ctx.err(
                         format!("scale {} is not positive", sc[k]),
                         "Give positive scales",
