@@ -216,6 +216,18 @@ mod tests {
         let b = Value::Bool(ArrayD::from_shape_vec(IxDyn(&[3]), vec![true, false, true]).unwrap());
         let y = sl(&b, &[1], &[3], None, None);
         check(&y, &[2], &[0.0, 1.0]);
+        // An i64::MIN step on an outer axis with a stride > 1 picks one row.
+        let x34 = iota(&[3, 4]);
+        let y = sl(&x34, &[-1], &[i64::MIN], Some(&[0]), Some(&[i64::MIN]));
+        check(&y, &[1, 4], &[8.0, 9.0, 10.0, 11.0]);
+        let y = sl(
+            &x34,
+            &[0, 3],
+            &[i64::MAX, 0],
+            Some(&[0, 1]),
+            Some(&[i64::MAX, -2]),
+        );
+        check(&y, &[1, 2], &[3.0, 1.0]);
         // Empty input axis.
         let e = f32s(&[0, 2], &[]);
         let y = sl(&e, &[0], &[-1], None, Some(&[-1]));
