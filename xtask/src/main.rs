@@ -2,7 +2,7 @@
 //!
 //! - `test`: formatting, clippy and the whole workspace's tests; what CI runs (`.ci/run`).
 //! - `build-engines`: build the engines of the fixtures (needs kiln-engine, issue 5, and a GPU).
-//! - `conformance`: the ONNX node-test suite against kiln-reference (issue 3).
+//! - `conformance`: the ONNX backend test data through the loader and kiln-reference.
 //! - `fuzz`: the cargo-fuzz targets in fuzz/.
 //! - `device-bundle`: packing work for the GPU machine (issue 4).
 
@@ -28,12 +28,42 @@ enum Command {
     Test,
     /// Build the fixtures' engines (needs the kiln-engine crate, issue 5, and a CUDA GPU).
     BuildEngines,
-    /// Run the ONNX node-test suite against the CPU reference (comes with issue 3).
-    Conformance,
+    /// Run the ONNX backend test data through the loader and CPU reference, by allow-list;
+    /// writes target/conformance/report.{json,md}.
+    Conformance(ConformanceArgs),
     /// Fuzz a loader entry point with cargo-fuzz (needs a nightly toolchain and cargo-fuzz).
     Fuzz(fuzz::Args),
     /// Pack a build for the GPU machine (comes with issue 4).
     DeviceBundle,
+}
+
+#[derive(Debug, clap::Args)]
+struct ConformanceArgs {
+    /// Print allow-list lines for passing tests that are not listed.
+    #[arg(long)]
+    propose: bool,
+    /// Append those lines to crates/kiln-conformance/allowlist.txt.
+    #[arg(long)]
+    write_proposals: bool,
+    /// Run only tests whose `suite/name` contains this text.
+    #[arg(long)]
+    filter: Option<String>,
+}
+
+fn conformance(root: &Path, args: &ConformanceArgs) -> anyhow::Result<()> {
+    let mut argv: Vec<String> = steps::CONFORMANCE.iter().map(|s| s.to_string()).collect();
+    if args.propose {
+        argv.push("--propose".into());
+    }
+    if args.write_proposals {
+        argv.push("--write-proposals".into());
+    }
+    if let Some(f) = &args.filter {
+        argv.push("--filter".into());
+        argv.push(f.clone());
+    }
+    let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
+    steps::run(root, &[steps::Step::cargo("conformance", &refs)])
 }
 
 /// The workspace root: the folder above this package.
@@ -49,7 +79,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Test => steps::run(&root, &steps::test_steps()),
         Command::BuildEngines => pending::build_engines(&root),
-        Command::Conformance => pending::conformance(),
+        Command::Conformance(args) => conformance(&root, &args),
         Command::Fuzz(args) => fuzz::run(&root, &args),
         Command::DeviceBundle => pending::device_bundle(),
     };

@@ -58,13 +58,6 @@ pub fn build_engines(root: &Path) -> anyhow::Result<()> {
     bail!("build-engines cannot build engines yet; missing:{list}\nNo engine was built.")
 }
 
-pub fn conformance() -> anyhow::Result<()> {
-    bail!(
-        "conformance comes with issue 3: it runs the ONNX node tests (generated from the onnx \
-         Python package's cases) against kiln-reference through an allow-list. Nothing to run yet."
-    )
-}
-
 pub fn device_bundle() -> anyhow::Result<()> {
     bail!("device-bundle comes with issue 4 (packing a build and its fixtures for the GPU machine)")
 }
@@ -89,7 +82,6 @@ mod tests {
 
     #[test]
     fn pending_tasks_fail_with_their_issue() {
-        assert!(conformance().unwrap_err().to_string().contains("issue 3"));
         assert!(device_bundle().unwrap_err().to_string().contains("issue 4"));
         let dir = tempfile::tempdir().unwrap();
         let e = build_engines(dir.path()).unwrap_err().to_string();

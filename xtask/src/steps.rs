@@ -38,8 +38,7 @@ impl Step {
 
 /// What `cargo xtask test` runs, in order. CI runs exactly this (through `.ci/run`).
 pub fn test_steps() -> Vec<Step> {
-    #[allow(unused_mut)] // issue 3 pushes the conformance step below
-    let mut steps = vec![
+    vec![
         Step::cargo("fmt", &["fmt", "--all", "--", "--check"]),
         Step::cargo(
             "clippy",
@@ -53,13 +52,13 @@ pub fn test_steps() -> Vec<Step> {
             ],
         ),
         Step::cargo("test", &["test", "--workspace"]),
-    ];
-    // ---- HOOK (issue 3): the ONNX conformance step goes here, once kiln-reference passes
-    // its allow-list and `cargo xtask conformance` exits 0 on a machine without a GPU:
-    //     steps.push(Step::cargo("conformance", &["xtask", "conformance"]));
-    // Until then `conformance` only says it is coming, so `test` must not call it.
-    steps
+        // The ONNX backend test data through loader + CPU reference, by allow-list (issue 3).
+        Step::cargo("conformance", &CONFORMANCE),
+    ]
 }
+
+/// How `test` and `cargo xtask conformance` start the conformance runner.
+pub const CONFORMANCE: [&str; 6] = ["run", "--quiet", "-p", "kiln-conformance", "--", "all"];
 
 fn secs(d: Duration) -> String {
     format!("{:.1} s", d.as_secs_f64())
@@ -116,19 +115,16 @@ mod tests {
     fn test_runs_fmt_clippy_then_the_whole_workspace() {
         let steps = test_steps();
         let names: Vec<_> = steps.iter().map(|s| s.name).collect();
-        assert_eq!(names, ["fmt", "clippy", "test"]);
+        assert_eq!(names, ["fmt", "clippy", "test", "conformance"]);
         assert_eq!(steps[0].command_line(), "cargo fmt --all -- --check");
         assert_eq!(
             steps[1].command_line(),
             "cargo clippy --workspace --all-targets -- -D warnings"
         );
         assert_eq!(steps[2].command_line(), "cargo test --workspace");
-        // Nothing that is known to fail (conformance before issue 3) is called.
-        assert!(
-            steps
-                .iter()
-                .flat_map(|s| &s.args)
-                .all(|a| a != "conformance")
+        assert_eq!(
+            steps[3].command_line(),
+            "cargo run --quiet -p kiln-conformance -- all"
         );
     }
 

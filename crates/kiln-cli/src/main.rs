@@ -11,6 +11,7 @@ use tracing_subscriber::EnvFilter;
 
 mod cmd;
 mod human;
+mod tensors;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -35,7 +36,7 @@ enum Command {
     Inspect(cmd::inspect::Args),
     /// Build a serialised engine from an ONNX model (not implemented yet).
     Build(cmd::build::Args),
-    /// Run an engine or a model once on given or random inputs (not implemented yet).
+    /// Run a model once on given or random inputs (CPU reference today), outputs as .npy.
     Run(cmd::run::Args),
     /// Measure latency and throughput of an engine (not implemented yet).
     Bench(cmd::bench::Args),

@@ -1,12 +1,13 @@
 //! `kiln compare`: an engine's outputs against the CPU reference, within the precision's tolerance.
 //!
-//! Not implemented yet: it needs kiln-reference (issue 3) as the oracle and kiln-engine (issue 5) to compare against it.
+//! Not implemented yet: the oracle (kiln-reference) exists; the engine to compare against it comes
+//! with kiln-engine (issue 5).
 
 pub use super::PendingArgs as Args;
 
 pub fn run(_args: &Args) -> anyhow::Result<()> {
     Err(super::not_implemented(
         "compare",
-        "kiln-reference (issue 3) as the oracle and kiln-engine (issue 5) to compare against it",
+        "kiln-engine (issue 5) to compare against the CPU reference",
     ))
 }
