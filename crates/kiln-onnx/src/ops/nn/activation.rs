@@ -41,7 +41,12 @@ fn infer_prelu(ctx: &mut InferCtx<'_>) -> Result<()> {
     expect_outputs(ctx, 1, 1)?;
     super::common::same_dtype(ctx, 0, 1)?;
     if let (Some(x), Some(slope)) = (ctx.input_shape(0), ctx.input_shape(1)) {
-        unidirectional(ctx, x, slope, "slope (input #1)")?;
+        // Before opset 7 a 1-D slope of C values applies per channel (axis 1).
+        let per_channel =
+            ctx.opset < 7 && slope.rank() == 1 && x.rank() >= 2 && slope.dims()[0] == x.dims()[1];
+        if !per_channel {
+            unidirectional(ctx, x, slope, "slope (input #1)")?;
+        }
     }
     pass_through(ctx, 0)
 }

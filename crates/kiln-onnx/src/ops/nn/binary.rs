@@ -40,7 +40,13 @@ fn infer_binary(ctx: &mut InferCtx<'_>, op: Arith) -> Result<()> {
         super::common::same_dtype(ctx, 0, 1)?;
     }
     let dtype = a.dtype.or(if op == Arith::Pow { None } else { b.dtype });
+    // Before opset 7, B broadcasts into A only with `broadcast` = 1 (A's shape wins);
+    // otherwise the shapes are equal.
+    let legacy = ctx.opset < 7;
     let shape = match (&a.shape, &b.shape) {
+        (Some(x), _) if legacy && super::common::int_attr(ctx, "broadcast", 0)? != 0 => {
+            Some(x.clone())
+        }
         (Some(x), Some(y)) => Some(broadcast(ctx, x, y)?),
         _ => None,
     };
@@ -128,11 +134,11 @@ macro_rules! binary_ops {
 }
 
 binary_ops!(
-    ADD = "Add", infer_add, Add since 7;
-    SUB = "Sub", infer_sub, Sub since 7;
-    MUL = "Mul", infer_mul, Mul since 7;
-    DIV = "Div", infer_div, Div since 7;
-    POW = "Pow", infer_pow, Pow since 7;
+    ADD = "Add", infer_add, Add since 1;
+    SUB = "Sub", infer_sub, Sub since 1;
+    MUL = "Mul", infer_mul, Mul since 1;
+    DIV = "Div", infer_div, Div since 1;
+    POW = "Pow", infer_pow, Pow since 1;
 );
 
 #[cfg(test)]

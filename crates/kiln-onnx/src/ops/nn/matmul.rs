@@ -116,7 +116,8 @@ fn infer_matmul(ctx: &mut InferCtx<'_>) -> Result<()> {
 pub(super) const GEMM: OpDef = OpDef {
     op_type: "Gemm",
     domain: "",
-    since_opset: 7,
+    // Gemm-6's `broadcast` attribute only allowed what numpy broadcasting of C allows.
+    since_opset: 6,
     infer: infer_gemm,
 };
 

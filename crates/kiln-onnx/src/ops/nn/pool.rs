@@ -93,7 +93,8 @@ pub(super) const MAX_POOL: OpDef = OpDef {
 pub(super) const AVERAGE_POOL: OpDef = OpDef {
     op_type: "AveragePool",
     domain: "",
-    since_opset: 7,
+    // Opsets 1-6 are opset 7 with `count_include_pad` at its default, 0.
+    since_opset: 1,
     infer: infer_average_pool,
 };
 

@@ -81,7 +81,8 @@ pub(crate) fn apply_binary<O: BinOp>(
 
 fn binary<O: BinOp>(ctx: &OpCtx<'_>) -> Result<Vec<Value>> {
     let (a, b) = (ctx.required(0)?, ctx.required(1)?);
-    Ok(vec![apply_binary::<O>(ctx, (0, a), (1, b))?])
+    let b = super::broadcast::legacy_second_operand(ctx, a.shape(), b)?;
+    Ok(vec![apply_binary::<O>(ctx, (0, a), (1, &b))?])
 }
 
 pub(crate) fn add(ctx: &OpCtx<'_>) -> Result<Vec<Value>> {

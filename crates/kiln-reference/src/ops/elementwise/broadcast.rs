@@ -90,6 +90,44 @@ pub(crate) fn zip3<A: Copy, B: Copy, C: Copy, D>(
         .map_collect(|&x, &y, &z| f(x, y, z)))
 }
 
+/// Opsets before 7 broadcast only the second operand, and only when the node says
+/// `broadcast = 1`: its dims line up with the first operand's starting at `axis` (by default
+/// at the end). This gives the second operand reshaped (ones added on both sides) so that numpy
+/// broadcasting computes the same thing; from opset 7, or without `broadcast`, it is returned
+/// as it is.
+pub(crate) fn legacy_second_operand<'v>(
+    ctx: &OpCtx<'_>,
+    a: &[usize],
+    b: &'v crate::value::Value,
+) -> Result<std::borrow::Cow<'v, crate::value::Value>> {
+    use std::borrow::Cow;
+    if ctx.opset >= 7 || ctx.attr_int("broadcast", 0)? == 0 {
+        return Ok(Cow::Borrowed(b));
+    }
+    let (ra, rb) = (a.len(), b.shape().len());
+    let axis = match ctx.node.attr_int("axis")? {
+        Some(ax) => ctx.axis(ax, ra.max(1))?,
+        None => ra.saturating_sub(rb),
+    };
+    if axis + rb > ra {
+        return Err(ctx.err(
+            format!(
+                "legacy broadcast of shape {:?} into {a:?} at axis {axis} runs past the end",
+                b.shape()
+            ),
+            "Fix the node's axis attribute (or re-export with opset 7 or newer)",
+        ));
+    }
+    let mut shape = vec![1usize; axis];
+    shape.extend_from_slice(b.shape());
+    shape.resize(ra, 1);
+    let reshaped = crate::map_array!(b, x => {
+        ArrayD::from_shape_vec(IxDyn(&shape), x.iter().cloned().collect())
+            .map_err(|e| ctx.err(format!("legacy broadcast: {e}"), "Check the operand shapes"))?
+    });
+    Ok(Cow::Owned(reshaped))
+}
+
 #[cfg(test)]
 #[allow(clippy::excessive_precision, clippy::approx_constant)]
 mod tests {
@@ -124,5 +162,35 @@ mod tests {
         );
         let r = zip2(&ctx, &a, &b, |x, y| x * y).unwrap();
         assert_eq!(r, ndarray::arr2(&[[10, 40, 90], [40, 100, 180]]).into_dyn());
+    }
+
+    #[test]
+    fn legacy_broadcast_aligns_at_axis() {
+        use crate::ops::OpCtx;
+        use crate::value::Value;
+        use kiln_onnx::{AttrValue, Attribute, Node};
+        let node = Node {
+            op_type: "Add".into(),
+            attributes: vec![
+                Attribute::new("broadcast", AttrValue::Int(1)),
+                Attribute::new("axis", AttrValue::Int(1)),
+            ],
+            ..Node::default()
+        };
+        let b = Value::F32(
+            ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[3]), vec![1.0, 2.0, 3.0]).unwrap(),
+        );
+        let ctx = OpCtx::new(&node, 6, vec![]);
+        let got = legacy_second_operand(&ctx, &[2, 3, 4], &b).unwrap();
+        assert_eq!(got.shape(), &[1, 3, 1]);
+        // From opset 7 the operand is left alone (numpy broadcasting applies).
+        let ctx = OpCtx::new(&node, 7, vec![]);
+        assert_eq!(
+            legacy_second_operand(&ctx, &[2, 3, 4], &b).unwrap().shape(),
+            &[3]
+        );
+        // An axis that runs past the end is an error naming the node.
+        let ctx = OpCtx::new(&node, 6, vec![]);
+        assert!(legacy_second_operand(&ctx, &[3], &b).is_err());
     }
 }

@@ -52,6 +52,7 @@ fn is_f32ish(d: DataType) -> bool {
 
 pub(crate) fn pow(ctx: &OpCtx<'_>) -> Result<Vec<Value>> {
     let (x, e) = (ctx.required(0)?, ctx.required(1)?);
+    let e = &*super::broadcast::legacy_second_operand(ctx, x.shape(), e)?;
     let in_f32 = is_f32ish(x.dtype()) && is_f32ish(e.dtype());
     let exps: ArrayD<Scalar> = numeric!(e, (a, _wrap) => a.mapv(Elem::to_scalar),
         other => return Err(ctx.bad_dtype(1, other)));

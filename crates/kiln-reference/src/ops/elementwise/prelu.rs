@@ -13,6 +13,25 @@ use crate::value::Value;
 
 pub(crate) fn prelu(ctx: &OpCtx<'_>) -> Result<Vec<Value>> {
     let (x, slope) = (ctx.required(0)?, ctx.required(1)?);
+    // Before opset 7 a 1-D slope of C values is per channel (axis 1).
+    let per_channel;
+    let slope = if ctx.opset < 7
+        && slope.shape().len() == 1
+        && x.shape().len() >= 2
+        && slope.shape()[0] == x.shape()[1]
+        && slope.shape()[0] != 1
+    {
+        let mut s = vec![slope.shape()[0]];
+        s.resize(x.shape().len() - 1, 1);
+        per_channel = crate::map_array!(slope, a => ndarray::ArrayD::from_shape_vec(
+            ndarray::IxDyn(&s),
+            a.iter().cloned().collect(),
+        )
+        .map_err(|e| ctx.err(format!("slope: {e}"), "Check the slope's shape"))?);
+        &per_channel
+    } else {
+        slope
+    };
     let shape = broadcast_shapes(ctx, &[x.shape(), slope.shape()])?;
     if shape != x.shape() {
         return Err(ctx.err(
