@@ -4,13 +4,14 @@
 //! - `build-engines`: build the engines of the fixtures (needs kiln-engine, issue 5, and a GPU).
 //! - `conformance`: the ONNX backend test data through the loader and kiln-reference.
 //! - `fuzz`: the cargo-fuzz targets in fuzz/.
-//! - `device-bundle`: packing work for the GPU machine (issue 4).
+//! - `device-bundle`: GPU tests, benches and the CLI, built and packed for the GPU machine.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bundle;
 mod fuzz;
 mod pending;
 mod steps;
@@ -33,7 +34,7 @@ enum Command {
     Conformance(ConformanceArgs),
     /// Fuzz a loader entry point with cargo-fuzz (needs a nightly toolchain and cargo-fuzz).
     Fuzz(fuzz::Args),
-    /// Pack a build for the GPU machine (comes with issue 4).
+    /// Build the GPU test and bench binaries and a run.sh into target/device/ for the GPU machine.
     DeviceBundle,
 }
 
@@ -81,7 +82,7 @@ fn main() -> ExitCode {
         Command::BuildEngines => pending::build_engines(&root),
         Command::Conformance(args) => conformance(&root, &args),
         Command::Fuzz(args) => fuzz::run(&root, &args),
-        Command::DeviceBundle => pending::device_bundle(),
+        Command::DeviceBundle => bundle::run(&root),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

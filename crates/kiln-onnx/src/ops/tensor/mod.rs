@@ -16,6 +16,7 @@ mod expand;
 mod flatten;
 mod gather;
 mod gather_elements;
+mod gather_nd;
 mod identity;
 mod logical;
 mod pad;
@@ -48,6 +49,7 @@ pub(crate) const DEFS: &[&OpDef] = &[
     &flatten::DEF,
     &gather::DEF,
     &gather_elements::DEF,
+    &gather_nd::DEF,
     &identity::DEF,
     &logical::DEFS[0],
     &logical::DEFS[1],

@@ -8,6 +8,7 @@ mod concat;
 mod constant;
 mod expand;
 mod gather;
+mod gather_nd;
 mod pad;
 mod range;
 mod reshape;
@@ -29,6 +30,7 @@ pub(crate) const OPS: &[(&str, OpFn)] = &[
     ("Slice", slice::slice),
     ("Gather", gather::gather),
     ("GatherElements", gather::gather_elements),
+    ("GatherND", gather_nd::gather_nd),
     ("Expand", expand::expand),
     ("Tile", expand::tile),
     ("Pad", pad::pad),
