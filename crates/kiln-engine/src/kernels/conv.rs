@@ -1,0 +1,1 @@
+//! cuDNN convolutions (filled in by the libraries worker).

@@ -1,0 +1,1 @@
+//! cuBLASLt matrix multiplication (filled in by the libraries worker).

@@ -1,0 +1,1 @@
+//! NVRTC kernels generated from templates (filled in by the kernels worker).

@@ -1,0 +1,8 @@
+//! kiln-engine: kiln's own GPU inference engine.
+//!
+//! ONNX graph (kiln-onnx) → [`builder`] passes and lowering → serialised [`plan`] →
+//! [`runtime`] `Engine` (immutable, weights on the device) → `ExecutionContext` per stream.
+//! Kernels come from NVRTC templates ([`kernels::nvrtc`]), cuBLASLt ([`kernels::gemm`]) and
+//! cuDNN ([`kernels::conv`]).
+
+pub mod kernels;
