@@ -5,4 +5,11 @@
 //! Kernels come from NVRTC templates ([`kernels::nvrtc`]), cuBLASLt ([`kernels::gemm`]) and
 //! cuDNN ([`kernels::conv`]).
 
+pub mod builder;
+mod error;
 pub mod kernels;
+pub mod plan;
+
+pub use builder::{Builder, prepare};
+pub use error::{EngineError, Result};
+pub use plan::{BuildConfig, Plan};

@@ -1,0 +1,279 @@
+//! Graph passes of the builder. Each pass looks at the graph and returns a [`GraphPatch`];
+//! [`optimize`] runs them in order and reports what changed.
+
+use std::collections::HashSet;
+
+use kiln_core::DataType;
+use kiln_onnx::{AttrValue, Attribute, Graph, Node, Tensor};
+
+use super::patch::{GraphPatch, reader_counts};
+use crate::error::Result;
+
+/// What [`optimize`] did, pass by pass.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PassReport {
+    pub folded_nodes: usize,
+    pub removed_identities: usize,
+    pub folded_batchnorms: usize,
+    pub dead_nodes: usize,
+}
+
+/// Constant folding (kiln-reference), Identity/Dropout removal, BatchNorm folded into the
+/// Conv or Gemm before it, and dead-node elimination.
+pub fn optimize(graph: &Graph) -> Result<(Graph, PassReport)> {
+    let mut report = PassReport::default();
+    let (mut g, fold) = kiln_reference::fold_constants(graph)?;
+    report.folded_nodes = fold.folded_nodes;
+    let p = remove_identities(&g);
+    report.removed_identities = p.touched_nodes();
+    g = p.apply(&g)?;
+    let p = fold_batchnorm(&g)?;
+    report.folded_batchnorms = p.touched_nodes() / 2;
+    g = p.apply(&g)?;
+    let p = dead_nodes(&g);
+    report.dead_nodes = p.touched_nodes();
+    g = p.apply(&g)?;
+    tracing::debug!(?report, nodes = g.nodes.len(), "builder passes done");
+    Ok((g, report))
+}
+
+/// Identity and Dropout (inference: the identity; its mask output unread) removed by
+/// rewiring their readers to their input. Kept when their output is a graph output.
+pub fn remove_identities(graph: &Graph) -> GraphPatch {
+    let mut p = GraphPatch::new("identity-removal");
+    let outputs: HashSet<&str> = graph.outputs.iter().map(|o| o.name.as_str()).collect();
+    let readers = reader_counts(graph);
+    for (i, n) in graph.nodes.iter().enumerate() {
+        let is_identity = match n.op_type.as_str() {
+            "Identity" => true,
+            "Dropout" => n.output(1).is_none_or(|m| !readers.contains_key(m)),
+            _ => false,
+        };
+        let (Some(input), Some(output)) = (n.input(0), n.output(0)) else {
+            continue;
+        };
+        if is_identity && n.domain.is_empty() && !outputs.contains(output) {
+            p.remove_node(i);
+            p.rewire(output, input);
+        }
+    }
+    p
+}
+
+/// Nodes none of whose outputs is read (by a node or as a graph output), removed until none
+/// is left; initialisers nothing reads are dropped.
+pub fn dead_nodes(graph: &Graph) -> GraphPatch {
+    let mut p = GraphPatch::new("dead-node-elimination");
+    let mut live: HashSet<&str> = graph.outputs.iter().map(|o| o.name.as_str()).collect();
+    for (i, n) in graph.nodes.iter().enumerate().rev() {
+        if n.outputs.iter().any(|o| live.contains(o.as_str())) {
+            live.extend(n.inputs.iter().map(String::as_str));
+        } else {
+            p.remove_node(i);
+        }
+    }
+    for t in &graph.initializers {
+        if !live.contains(t.name()) && !graph.overridable_initializers.iter().any(|o| o == t.name())
+        {
+            p.drop_initializer(t.name());
+        }
+    }
+    p
+}
+
+fn f32_init(graph: &Graph, name: Option<&str>) -> Option<Vec<f32>> {
+    let t = graph.initializer(name?)?;
+    (t.dtype() == DataType::F32 && !graph.overridable_initializers.iter().any(|o| o == t.name()))
+        .then(|| t.to_f32_vec().ok())
+        .flatten()
+}
+
+/// BatchNormalization whose input is produced by a Conv (or a Gemm, features on axis 1) read
+/// by nothing else, with every parameter an f32 initialiser: the scale and shift move into the
+/// producer's weights and bias, and the BatchNormalization disappears.
+pub fn fold_batchnorm(graph: &Graph) -> Result<GraphPatch> {
+    let mut p = GraphPatch::new("batchnorm-folding");
+    let readers = reader_counts(graph);
+    let producer: std::collections::HashMap<&str, usize> = graph
+        .nodes
+        .iter()
+        .enumerate()
+        .flat_map(|(i, n)| n.outputs.iter().map(move |o| (o.as_str(), i)))
+        .collect();
+    let mut used: HashSet<usize> = HashSet::new();
+    for (bi, bn) in graph.nodes.iter().enumerate() {
+        if bn.op_type != "BatchNormalization" || !bn.domain.is_empty() {
+            continue;
+        }
+        if bn.outputs.iter().skip(1).any(|o| !o.is_empty())
+            || bn.attr_int("training_mode")?.unwrap_or(0) != 0
+        {
+            continue;
+        }
+        let (Some(x), Some(y)) = (bn.input(0), bn.output(0)) else {
+            continue;
+        };
+        let Some(&pi) = producer.get(x) else { continue };
+        let prod = &graph.nodes[pi];
+        if readers.get(x) != Some(&1) || used.contains(&pi) || !prod.domain.is_empty() {
+            continue;
+        }
+        let params: Option<Vec<Vec<f32>>> = (1..5).map(|k| f32_init(graph, bn.input(k))).collect();
+        let Some(params) = params else { continue };
+        let eps = bn.attr_float("epsilon")?.unwrap_or(1e-5);
+        let c = params[0].len();
+        if params.iter().any(|v| v.len() != c) {
+            continue;
+        }
+        let scale: Vec<f32> = (0..c)
+            .map(|k| params[0][k] / (params[3][k] + eps).sqrt())
+            .collect();
+        let shift: Vec<f32> = (0..c)
+            .map(|k| params[1][k] - params[2][k] * scale[k])
+            .collect();
+        let folded = match prod.op_type.as_str() {
+            "Conv" => fold_into_conv(graph, prod, &scale, &shift)?,
+            "Gemm" => fold_into_gemm(graph, prod, &scale, &shift)?,
+            _ => None,
+        };
+        let Some((mut node, w, b)) = folded else {
+            continue;
+        };
+        node.outputs[0] = y.to_string();
+        p.replace_node(pi, node);
+        p.remove_node(bi);
+        p.add_initializer(w);
+        p.add_initializer(b);
+        used.insert(pi);
+    }
+    Ok(p)
+}
+
+fn tensor(name: String, dims: Vec<usize>, v: &[f32]) -> Result<Tensor> {
+    Ok(Tensor::from_vec(name, dims, v.to_vec())?)
+}
+
+/// New Conv with W' = W * scale[oc], B' = B * scale + shift.
+fn fold_into_conv(
+    graph: &Graph,
+    conv: &Node,
+    scale: &[f32],
+    shift: &[f32],
+) -> Result<Option<(Node, Tensor, Tensor)>> {
+    let Some(wt) = conv.input(1).and_then(|w| graph.initializer(w)) else {
+        return Ok(None);
+    };
+    let Some(mut w) = f32_init(graph, conv.input(1)) else {
+        return Ok(None);
+    };
+    let oc = wt.dims().first().copied().unwrap_or(0);
+    if oc != scale.len() || oc == 0 {
+        return Ok(None);
+    }
+    let bias = match conv.input(2) {
+        Some(b) => match f32_init(graph, Some(b)) {
+            Some(v) if v.len() == oc => v,
+            _ => return Ok(None),
+        },
+        None => vec![0.0; oc],
+    };
+    let per = w.len() / oc;
+    for (k, chunk) in w.chunks_mut(per).enumerate() {
+        chunk.iter_mut().for_each(|v| *v *= scale[k]);
+    }
+    let b: Vec<f32> = (0..oc).map(|k| bias[k] * scale[k] + shift[k]).collect();
+    let stem = unique_stem(graph, conv);
+    let (wn, bn) = (
+        format!("{stem}.bnfold.weight"),
+        format!("{stem}.bnfold.bias"),
+    );
+    let mut node = conv.clone();
+    node.inputs.truncate(1);
+    node.inputs.push(wn.clone());
+    node.inputs.push(bn.clone());
+    Ok(Some((
+        node,
+        tensor(wn, wt.dims().to_vec(), &w)?,
+        tensor(bn, vec![oc], &b)?,
+    )))
+}
+
+/// New Gemm (2-D output, features on axis 1): B' = B * scale per output column,
+/// C' = (beta * C) * scale + shift, beta = 1.
+fn fold_into_gemm(
+    graph: &Graph,
+    gemm: &Node,
+    scale: &[f32],
+    shift: &[f32],
+) -> Result<Option<(Node, Tensor, Tensor)>> {
+    let Some(bt) = gemm.input(1).and_then(|w| graph.initializer(w)) else {
+        return Ok(None);
+    };
+    let Some(mut w) = f32_init(graph, gemm.input(1)) else {
+        return Ok(None);
+    };
+    let trans_b = gemm.attr_int("transB")?.unwrap_or(0) != 0;
+    let beta = gemm.attr_float("beta")?.unwrap_or(1.0);
+    let dims = bt.dims();
+    if dims.len() != 2 {
+        return Ok(None);
+    }
+    let (k, n) = if trans_b {
+        (dims[1], dims[0])
+    } else {
+        (dims[0], dims[1])
+    };
+    if n != scale.len() {
+        return Ok(None);
+    }
+    let c = match gemm.input(2) {
+        Some(name) => match (graph.initializer(name), f32_init(graph, Some(name))) {
+            (Some(t), Some(v)) if t.dims() == [n] || t.dims() == [1, n] => v,
+            (Some(t), Some(v)) if t.len() == 1 => vec![v[0]; n],
+            _ => return Ok(None),
+        },
+        None => vec![0.0; n],
+    };
+    for r in 0..k {
+        for (col, s) in scale.iter().enumerate() {
+            let idx = if trans_b { col * k + r } else { r * n + col };
+            w[idx] *= s;
+        }
+    }
+    let cb: Vec<f32> = (0..n).map(|j| beta * c[j] * scale[j] + shift[j]).collect();
+    let stem = unique_stem(graph, gemm);
+    let (wn, cn) = (
+        format!("{stem}.bnfold.weight"),
+        format!("{stem}.bnfold.bias"),
+    );
+    let mut node = gemm.clone();
+    node.inputs.truncate(1);
+    node.inputs.push(wn.clone());
+    node.inputs.push(cn.clone());
+    node.attributes.retain(|a| a.name != "beta");
+    node.attributes
+        .push(Attribute::new("beta", AttrValue::Float(1.0)));
+    Ok(Some((
+        node,
+        tensor(wn, dims.to_vec(), &w)?,
+        tensor(cn, vec![n], &cb)?,
+    )))
+}
+
+fn unique_stem(graph: &Graph, node: &Node) -> String {
+    let base = if node.name.is_empty() {
+        format!("node{}", node.index)
+    } else {
+        node.name.clone()
+    };
+    let mut stem = base.clone();
+    let mut k = 0;
+    while graph
+        .initializer(&format!("{stem}.bnfold.weight"))
+        .is_some()
+    {
+        k += 1;
+        stem = format!("{base}.{k}");
+    }
+    stem
+}
