@@ -9,7 +9,9 @@ pub mod builder;
 mod error;
 pub mod kernels;
 pub mod plan;
+pub mod runtime;
 
 pub use builder::{Builder, prepare};
 pub use error::{EngineError, Result};
 pub use plan::{BuildConfig, Plan};
+pub use runtime::{Engine, ExecutionContext};

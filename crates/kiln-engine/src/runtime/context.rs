@@ -1,0 +1,219 @@
+//! Per-run state: input shapes, device bindings, the arena, the stream.
+
+use std::sync::Arc;
+
+use kiln_core::{BackendError, DevicePtr, HostTensor, StreamHandle};
+use kiln_cuda::{DeviceBuffer, DeviceMemory, Stream};
+
+use super::exec::{self, Addresses};
+use super::{Engine, ShapeKey, check_dims, unknown};
+use crate::error::{EngineError, Result};
+
+/// One context of an [`Engine`]: runs on its own stream with its own arena; many contexts of
+/// one engine run concurrently.
+pub struct ExecutionContext {
+    engine: Arc<Engine>,
+    stream: Arc<Stream>,
+    shapes: Vec<Option<Vec<usize>>>,
+    inputs: Vec<Option<DevicePtr>>,
+    outputs: Vec<Option<DevicePtr>>,
+    arena: Option<DeviceBuffer>,
+}
+
+impl ExecutionContext {
+    pub fn new(engine: Arc<Engine>) -> Result<ExecutionContext> {
+        let stream = Stream::new(&engine.device)?;
+        let (ni, no) = (engine.header.inputs.len(), engine.header.outputs.len());
+        let mut shapes = vec![None; ni];
+        for (s, spec) in shapes.iter_mut().zip(&engine.header.inputs) {
+            *s = spec.shape.as_known();
+        }
+        Ok(ExecutionContext {
+            engine,
+            stream,
+            shapes,
+            inputs: vec![None; ni],
+            outputs: vec![None; no],
+            arena: None,
+        })
+    }
+
+    /// The stream this context runs on.
+    pub fn stream(&self) -> &Arc<Stream> {
+        &self.stream
+    }
+
+    fn key(&self) -> Result<ShapeKey> {
+        self.shapes
+            .iter()
+            .zip(&self.engine.header.inputs)
+            .map(|(s, spec)| {
+                s.clone().ok_or_else(|| {
+                    BackendError::Unset {
+                        name: spec.name.clone(),
+                    }
+                    .into()
+                })
+            })
+            .collect()
+    }
+
+    /// Makes sure the arena holds `bytes`.
+    fn arena(&mut self, bytes: usize) -> Result<u64> {
+        let small = self.arena.as_ref().is_none_or(|a| a.capacity() < bytes);
+        if small {
+            self.arena = None;
+            self.arena = Some(self.engine.alloc.alloc(bytes.max(256), &self.stream)?);
+        }
+        Ok(self.arena.as_ref().map_or(0, |a| a.device_ptr()))
+    }
+
+    /// Enqueues one run on the context's stream with the bound buffers.
+    ///
+    /// # Safety
+    /// As [`kiln_core::ExecutionContext::enqueue`]: every bound address must be live device
+    /// memory of the tensor's size until the stream's work finishes.
+    pub unsafe fn enqueue_own(&mut self) -> Result<()> {
+        let key = self.key()?;
+        let program = self.engine.program(&key)?;
+        let bind = |v: &[Option<DevicePtr>], specs: &[kiln_core::TensorSpec]| {
+            v.iter()
+                .zip(specs)
+                .map(|(p, s)| {
+                    p.map(|p| p.0).ok_or_else(|| {
+                        EngineError::from(BackendError::Unset {
+                            name: s.name.clone(),
+                        })
+                    })
+                })
+                .collect::<Result<Vec<u64>>>()
+        };
+        let inputs = bind(&self.inputs, &self.engine.header.inputs)?;
+        let outputs = bind(&self.outputs, &self.engine.header.outputs)?;
+        let arena = self.arena(program.arena_bytes)?;
+        let addrs = Addresses {
+            inputs: &inputs,
+            outputs: &outputs,
+            arena,
+            arena_bytes: program.arena_bytes,
+        };
+        exec::run(&self.engine, &program, &addrs, &self.stream)
+    }
+
+    fn run_host(&mut self, inputs: &[HostTensor]) -> Result<Vec<HostTensor>> {
+        let specs = self.engine.header.inputs.clone();
+        let mut staged: Vec<Option<&HostTensor>> = vec![None; specs.len()];
+        for t in inputs {
+            let i = specs
+                .iter()
+                .position(|s| s.name == t.name)
+                .ok_or_else(|| unknown(&t.name, &specs))?;
+            if t.dtype != specs[i].dtype {
+                return Err(BackendError::WrongType {
+                    name: t.name.clone(),
+                    expected: specs[i].dtype,
+                    got: t.dtype,
+                }
+                .into());
+            }
+            self.set_shape(&t.name, &t.dims)?;
+            staged[i] = Some(t);
+        }
+        let mut bufs = Vec::new();
+        for (i, t) in staged.iter().enumerate() {
+            let t = t.ok_or_else(|| BackendError::Unset {
+                name: specs[i].name.clone(),
+            })?;
+            let mut b = self.engine.alloc.alloc(t.data.len().max(1), &self.stream)?;
+            kiln_cuda::copy::htod(&self.stream, &t.data, &mut b)?;
+            self.inputs[i] = Some(DevicePtr(b.device_ptr()));
+            bufs.push(b);
+        }
+        let program = self.engine.program(&self.key()?)?;
+        let mut outs = Vec::new();
+        for (i, spec) in self.engine.header.outputs.iter().enumerate() {
+            let t = HostTensor::zeros(spec.name.clone(), spec.dtype, &program.output_dims[i])?;
+            let b = self.engine.alloc.alloc(t.data.len().max(1), &self.stream)?;
+            self.outputs[i] = Some(DevicePtr(b.device_ptr()));
+            outs.push((t, b));
+        }
+        // SAFETY: every binding points into `bufs`/`outs`, alive until after the stream is
+        // synchronised by the copies below.
+        let run = unsafe { self.enqueue_own() };
+        self.stream.synchronize()?;
+        run?;
+        let mut result = Vec::new();
+        for (mut t, b) in outs {
+            kiln_cuda::copy::dtoh(&self.stream, &b, &mut t.data)?;
+            result.push(t);
+        }
+        self.inputs.iter_mut().for_each(|p| *p = None);
+        self.outputs.iter_mut().for_each(|p| *p = None);
+        drop(bufs);
+        Ok(result)
+    }
+
+    fn set_shape(&mut self, name: &str, dims: &[usize]) -> Result<(), BackendError> {
+        let specs = &self.engine.header.inputs;
+        let i = specs
+            .iter()
+            .position(|s| s.name == name)
+            .ok_or_else(|| unknown(name, specs))?;
+        check_dims(&specs[i], dims, &self.engine.header.config.profiles)?;
+        self.shapes[i] = Some(dims.to_vec());
+        Ok(())
+    }
+}
+
+impl kiln_core::ExecutionContext for ExecutionContext {
+    fn set_input_shape(&mut self, name: &str, dims: &[usize]) -> Result<(), BackendError> {
+        self.set_shape(name, dims)
+    }
+
+    fn output_shape(&self, name: &str) -> Result<Vec<usize>, BackendError> {
+        let specs = &self.engine.header.outputs;
+        let i = specs
+            .iter()
+            .position(|s| s.name == name)
+            .ok_or_else(|| unknown(name, specs))?;
+        let program = self.engine.program(&self.key()?)?;
+        Ok(program.output_dims[i].clone())
+    }
+
+    fn execute_host(&mut self, inputs: &[HostTensor]) -> Result<Vec<HostTensor>, BackendError> {
+        Ok(self.run_host(inputs)?)
+    }
+
+    fn supports_device_io(&self) -> bool {
+        true
+    }
+
+    fn bind(&mut self, name: &str, ptr: DevicePtr) -> Result<(), BackendError> {
+        let h = &self.engine.header;
+        if let Some(i) = h.inputs.iter().position(|s| s.name == name) {
+            self.inputs[i] = Some(ptr);
+        } else if let Some(i) = h.outputs.iter().position(|s| s.name == name) {
+            self.outputs[i] = Some(ptr);
+        } else {
+            let all: Vec<_> = h.inputs.iter().chain(&h.outputs).cloned().collect();
+            return Err(unknown(name, &all));
+        }
+        Ok(())
+    }
+
+    unsafe fn enqueue(&mut self, stream: StreamHandle) -> Result<(), BackendError> {
+        if stream.0 != self.stream.id() {
+            return Err(BackendError::Unsupported {
+                backend: "kiln".into(),
+                what: format!(
+                    "enqueue on stream {:#x}: a kiln context runs on its own stream ({:#x}, \
+                     ExecutionContext::stream); order other work against it with events",
+                    stream.0,
+                    self.stream.id()
+                ),
+            });
+        }
+        // SAFETY: the caller upholds the trait's contract for the bound addresses.
+        Ok(unsafe { self.enqueue_own() }?)
+    }
+}
