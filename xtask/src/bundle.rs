@@ -78,10 +78,12 @@ pub fn run(root: &Path) -> Result<()> {
             "gpu",
         ],
     )? {
-        if let Some(package) = name.strip_suffix("/gpu")
+        // Every integration-test target whose name starts with `gpu` (gpu, gpu_kernels, ...).
+        if let Some((package, target)) = name.split_once('/')
             && kind == "test"
+            && target.starts_with("gpu")
         {
-            picked.push((format!("test-{package}"), exe));
+            picked.push((format!("test-{package}-{target}"), exe));
         }
     }
     for (kind, name, exe) in build_executables(

@@ -84,7 +84,7 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), n, "an op is listed twice");
-        assert_eq!(n, 33);
+        assert_eq!(n, 34);
         for d in DEFS {
             assert!(
                 crate::ops::registry().get("", d.op_type).is_some(),
