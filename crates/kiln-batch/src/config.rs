@@ -1,0 +1,256 @@
+//! The executor's configuration and its builder (Triton's dynamic-batcher vocabulary).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kiln_core::Engine;
+
+use crate::error::BatchError;
+use crate::executor::Executor;
+
+/// What happens to a request that waits in the queue past its timeout (Triton's
+/// `timeout_action`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TimeoutAction {
+    /// Answer it at once with [`BatchError::TimedOut`].
+    #[default]
+    Reject,
+    /// Keep it, but behind every request that has not timed out: it runs when nothing else
+    /// waits.
+    Delay,
+}
+
+/// Where an engine's instances run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// Host memory: the instances call `execute_host` (the CPU backend, or any backend
+    /// without device I/O).
+    Host,
+    /// GPU `ordinal`: when the engine's contexts support device I/O, the instances run the
+    /// pinned-staging / copy-stream / compute-stream pipeline; otherwise `execute_host`.
+    Gpu(usize),
+}
+
+/// One device and the engine built for it.
+#[derive(Clone)]
+pub struct DeviceEngine {
+    pub placement: Placement,
+    pub engine: Arc<dyn Engine>,
+}
+
+impl std::fmt::Debug for DeviceEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?} ({} engine)", self.placement, self.engine.backend())
+    }
+}
+
+impl DeviceEngine {
+    /// An engine whose instances run on the host path.
+    pub fn host(engine: Arc<dyn Engine>) -> DeviceEngine {
+        DeviceEngine {
+            placement: Placement::Host,
+            engine,
+        }
+    }
+
+    /// An engine built for GPU `ordinal`.
+    pub fn gpu(ordinal: usize, engine: Arc<dyn Engine>) -> DeviceEngine {
+        DeviceEngine {
+            placement: Placement::Gpu(ordinal),
+            engine,
+        }
+    }
+}
+
+/// SLO mode: a latency target the executor plans batch size and queue delay for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SloConfig {
+    /// The end-to-end latency target (queue wait plus compute) for every request.
+    pub target: Duration,
+    /// Runs per batch size when measuring the engine (the median is used).
+    pub runs_per_size: usize,
+    /// The non-batch dims of each input (engine order) used to measure, where the engine's
+    /// dims are symbolic; `None` takes the engine's known dims.
+    pub sample_dims: Option<Vec<Vec<usize>>>,
+}
+
+impl SloConfig {
+    /// A target with the default measurement (5 runs per size, the engine's known dims).
+    pub fn new(target: Duration) -> SloConfig {
+        SloConfig {
+            target,
+            runs_per_size: 5,
+            sample_dims: None,
+        }
+    }
+}
+
+/// The executor's settings (see [`Builder`] for each).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub max_batch: usize,
+    pub max_queue_delay: Duration,
+    pub preferred_batch_sizes: Vec<usize>,
+    pub instances_per_device: usize,
+    pub devices: Vec<DeviceEngine>,
+    pub queue_capacity: usize,
+    pub default_timeout: Option<Duration>,
+    pub default_timeout_action: TimeoutAction,
+    pub priority_levels: usize,
+    pub default_priority: usize,
+    pub preserve_ordering: bool,
+    pub slo: Option<SloConfig>,
+}
+
+/// Builds an [`Executor`]; see each method for its default.
+pub struct Builder {
+    pub(crate) config: Config,
+}
+
+impl Builder {
+    pub(crate) fn new(engine: Arc<dyn Engine>) -> Builder {
+        Builder {
+            config: Config {
+                max_batch: 8,
+                max_queue_delay: Duration::from_micros(100),
+                preferred_batch_sizes: Vec::new(),
+                instances_per_device: 1,
+                devices: vec![DeviceEngine::host(engine)],
+                queue_capacity: 1024,
+                default_timeout: None,
+                default_timeout_action: TimeoutAction::Reject,
+                priority_levels: 1,
+                default_priority: 0,
+                preserve_ordering: false,
+                slo: None,
+            },
+        }
+    }
+
+    /// The largest batch (sum of the requests' batch dims) one run takes (default 8).
+    /// Requests of any batch size from 1 to this are accepted.
+    pub fn max_batch(mut self, n: usize) -> Builder {
+        self.config.max_batch = n;
+        self
+    }
+
+    /// How long the oldest request of a forming batch may wait for more before the batch goes
+    /// out anyway (default 100 µs; zero sends whatever is queued at once).
+    pub fn max_queue_delay(mut self, d: Duration) -> Builder {
+        self.config.max_queue_delay = d;
+        self
+    }
+
+    /// Batch sizes to prefer: a batch that reaches one goes out without waiting for the delay,
+    /// and a full queue is cut at the largest one it can form (default none).
+    pub fn preferred_batch_sizes(mut self, sizes: impl Into<Vec<usize>>) -> Builder {
+        self.config.preferred_batch_sizes = sizes.into();
+        self
+    }
+
+    /// Execution contexts (each on its own thread, and on GPUs its own streams) per device
+    /// (default 1).
+    pub fn instances_per_gpu(mut self, n: usize) -> Builder {
+        self.config.instances_per_device = n;
+        self
+    }
+
+    /// The devices and the engine built for each (replaces the builder's engine on the host).
+    /// Use [`DeviceEngine::gpu`] for every GPU of the host.
+    pub fn devices(mut self, devices: impl Into<Vec<DeviceEngine>>) -> Builder {
+        self.config.devices = devices.into();
+        self
+    }
+
+    /// How many accepted requests may wait; past it `submit` rejects at once with
+    /// [`BatchError::QueueFull`] (default 1024).
+    pub fn queue_capacity(mut self, n: usize) -> Builder {
+        self.config.queue_capacity = n;
+        self
+    }
+
+    /// The queue timeout of requests that set none, and what happens past it (default none).
+    pub fn default_timeout(mut self, timeout: Duration, action: TimeoutAction) -> Builder {
+        self.config.default_timeout = Some(timeout);
+        self.config.default_timeout_action = action;
+        self
+    }
+
+    /// Priority levels, 0 the highest (default 1); requests that set none get
+    /// [`Builder::default_priority`].
+    pub fn priority_levels(mut self, n: usize) -> Builder {
+        self.config.priority_levels = n;
+        self
+    }
+
+    /// The priority of requests that set none (default 0).
+    pub fn default_priority(mut self, p: usize) -> Builder {
+        self.config.default_priority = p;
+        self
+    }
+
+    /// Answer requests in the order they were accepted, whatever order batches finish in
+    /// (default off).
+    pub fn preserve_ordering(mut self, on: bool) -> Builder {
+        self.config.preserve_ordering = on;
+        self
+    }
+
+    /// SLO mode: measure the engine's latency per batch size at build and choose the batch size
+    /// and queue delay that maximise throughput under the target (they replace
+    /// `preferred_batch_sizes` and `max_queue_delay`; `max_batch` stays the largest request
+    /// accepted). See [`crate::slo`].
+    pub fn slo(mut self, slo: SloConfig) -> Builder {
+        self.config.slo = Some(slo);
+        self
+    }
+
+    /// Checks the configuration against the engines, creates every instance and starts them.
+    pub fn build(self) -> Result<Executor, BatchError> {
+        Executor::start(self.config)
+    }
+}
+
+pub(crate) fn config_error(reason: impl Into<String>) -> BatchError {
+    BatchError::Config {
+        reason: reason.into(),
+    }
+}
+
+impl Config {
+    /// Checks what can be checked without the engines.
+    pub(crate) fn validate(&self) -> Result<(), BatchError> {
+        if self.max_batch == 0 {
+            return Err(config_error("max_batch must be at least 1"));
+        }
+        if self.instances_per_device == 0 {
+            return Err(config_error("instances_per_gpu must be at least 1"));
+        }
+        if self.devices.is_empty() {
+            return Err(config_error("devices must name at least one device"));
+        }
+        if self.queue_capacity == 0 {
+            return Err(config_error("queue_capacity must be at least 1"));
+        }
+        if self.priority_levels == 0 {
+            return Err(config_error("priority_levels must be at least 1"));
+        }
+        if self.default_priority >= self.priority_levels {
+            return Err(config_error(format!(
+                "default_priority {} is not below priority_levels {}",
+                self.default_priority, self.priority_levels
+            )));
+        }
+        if let Some(&p) = self
+            .preferred_batch_sizes
+            .iter()
+            .find(|&&p| p == 0 || p > self.max_batch)
+        {
+            return Err(config_error(format!(
+                "preferred batch size {p} is not within 1..={}",
+                self.max_batch
+            )));
+        }
+        Ok(())
+    }
+}
