@@ -334,6 +334,14 @@ impl Shared {
         }
     }
 
+    /// An answer that reached its future after the caller had stopped waiting.
+    pub(crate) fn discarded(&self) {
+        self.metrics
+            .counters
+            .undelivered
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
     fn cancelled(&self, p: Pending) {
         self.metrics
             .counters

@@ -48,7 +48,8 @@ pub struct MetricsSnapshot {
     pub failed: u64,
     /// Accepted, then cancelled by the caller before running (never ran).
     pub cancelled: u64,
-    /// Answers that found their caller gone (counted in completed/failed/timed_out too).
+    /// Answers whose caller had dropped its future (counted in completed, failed or timed_out
+    /// too). A dropped future is either `cancelled` (it never ran) or counted here.
     pub undelivered: u64,
     /// Accepted requests that ran after timing out (action `Delay`).
     pub delayed: u64,

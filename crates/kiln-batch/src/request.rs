@@ -175,10 +175,18 @@ impl Future for ResponseFuture {
 
 impl Drop for ResponseFuture {
     fn drop(&mut self) {
-        if let State::Waiting { seq, shared, .. } = &self.state
+        if let State::Waiting { rx, seq, shared } = &mut self.state
             && let Some(shared) = shared.upgrade()
         {
-            shared.cancel(*seq);
+            // Closing first makes any later send fail (counted as undelivered by the
+            // executor); an answer that came before is counted here. Otherwise the request
+            // is still queued (removed now) or running (its answer will find no caller).
+            rx.close();
+            if rx.try_recv().is_ok() {
+                shared.discarded();
+            } else {
+                shared.cancel(*seq);
+            }
         }
     }
 }
