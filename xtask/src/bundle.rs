@@ -75,7 +75,7 @@ pub fn run(root: &Path) -> Result<()> {
             "--workspace",
             "--no-run",
             "--test",
-            "gpu",
+            "gpu*",
         ],
     )? {
         // Every integration-test target whose name starts with `gpu` (gpu, gpu_kernels, ...).
