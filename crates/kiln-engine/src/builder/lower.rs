@@ -29,7 +29,6 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Gemm",
     "MatMul",
     "Conv",
-    "ConvTranspose",
     // elementwise unary
     "Relu",
     "LeakyRelu",
@@ -67,6 +66,9 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Equal",
     "Less",
     "Greater",
+    "LessOrEqual",
+    "GreaterOrEqual",
+    "Xor",
     "And",
     "Or",
     "PRelu",
@@ -78,12 +80,17 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "ReduceMin",
     "ReduceProd",
     "ReduceL2",
+    "ReduceL1",
+    "ReduceSumSquare",
+    "ReduceLogSumExp",
     "ArgMax",
+    "ArgMin",
     "Softmax",
     "LogSoftmax",
     "LayerNormalization",
     "GroupNormalization",
     "InstanceNormalization",
+    // rewritten as Mul + Add at specialisation when its parameters are constant
     "BatchNormalization",
     // pooling
     "MaxPool",
@@ -93,12 +100,12 @@ pub const SUPPORTED_OPS: &[&str] = &[
     // data movement
     "Transpose",
     "Concat",
+    "Split",
     "Slice",
     "Gather",
     "Pad",
     "Expand",
     "Tile",
-    "Resize",
 ];
 
 /// Ops evaluated on the host while specialising (shape arithmetic): accepted by the build, an
@@ -180,6 +187,9 @@ pub enum StepKind {
     Cast,
     /// Device-to-device copy (a graph output that is another value's bytes).
     Copy,
+    /// Zero padding before a convolution whose pads are asymmetric (cuDNN pads both sides
+    /// alike): ONNX `pads` layout, `[x1_begin, .., x1_end, ..]` over every axis.
+    Pad { pads: Vec<i64> },
 }
 
 /// One step: what runs, and the tensors it reads and writes.
@@ -227,6 +237,7 @@ pub fn specialize(graph: &Graph, inputs: &[(String, Vec<usize>)]) -> Result<Grap
     }
     kiln_onnx::infer_shapes(&mut g)?;
     let (mut g, _) = kiln_reference::fold_constants(&g)?;
+    batch_norm_to_elementwise(&mut g)?;
     g = passes::remove_identities(&g).apply(&g)?;
     g = passes::dead_nodes(&g).apply(&g)?;
     g.value_info.clear();
@@ -236,7 +247,20 @@ pub fn specialize(graph: &Graph, inputs: &[(String, Vec<usize>)]) -> Result<Grap
 
 /// Lowers a specialised graph (see [`specialize`]) for an engine computing in `compute`.
 pub fn lower(graph: &Graph, compute: DataType) -> Result<Program> {
-    let bad = unsupported_nodes(graph, false);
+    let mut bad = unsupported_nodes(graph, false);
+    bad.extend(
+        graph
+            .nodes
+            .iter()
+            .filter(|n| n.op_type == "BatchNormalization")
+            .map(|n| {
+                format!(
+                    "  node #{} '{}': BatchNormalization (inference form with constant f32 \
+                     parameters only; it could not be folded into a Conv/Gemm)",
+                    n.index, n.name
+                )
+            }),
+    );
     if !bad.is_empty() {
         return Err(EngineError::UnsupportedNodes { nodes: bad });
     }
@@ -317,6 +341,8 @@ pub fn lower(graph: &Graph, compute: DataType) -> Result<Program> {
                 }
             })
             .collect::<Result<Vec<_>>>()?;
+        let (node, inputs) = pre_pad_conv(node, inputs, &mut tensors, &mut steps)?;
+        let node = &node;
         let mut outputs = Vec::new();
         let is_view = VIEW_OPS.contains(&node.op_type.as_str());
         for o in node.outputs.iter().filter(|o| !o.is_empty()) {
@@ -420,4 +446,224 @@ fn place(tensors: &mut [TensorInfo], steps: &[Step]) -> Result<usize> {
         tensors[id].storage = Storage::Arena(offsets[k]);
     }
     Ok(arena_bytes)
+}
+
+fn node_err(node: &Node, message: impl std::fmt::Display) -> EngineError {
+    EngineError::Lowering {
+        node: node.name.clone(),
+        op: node.op_type.clone(),
+        message: message.to_string(),
+    }
+}
+
+/// Explicit pads `[x1_begin, .., x1_end, ..]` of a sliding window over the spatial dims
+/// `input` with window `kernel`: `auto_pad` resolved (SAME_UPPER puts the odd cell at the
+/// end, SAME_LOWER at the beginning), `pads` otherwise (zeros when absent).
+pub fn window_pads(node: &Node, input: &[usize], kernel: &[usize]) -> Result<Vec<i64>> {
+    let sp = input.len();
+    let ints = |n: &str, d: i64| -> Result<Vec<i64>> {
+        let v = node.attr_ints(n).map_err(|e| node_err(node, e))?;
+        Ok(v.map(<[i64]>::to_vec).unwrap_or_else(|| vec![d; sp]))
+    };
+    let auto = node
+        .attr_string("auto_pad")
+        .map_err(|e| node_err(node, e))?
+        .unwrap_or_else(|| "NOTSET".into());
+    match auto.as_str() {
+        "NOTSET" | "" => {
+            let p = ints("pads", 0)?;
+            if p.len() == 2 * sp {
+                Ok(p)
+            } else if node.attr("pads").is_none() {
+                Ok(vec![0; 2 * sp])
+            } else {
+                Err(node_err(
+                    node,
+                    format!("{} pads for {sp} spatial dims", p.len()),
+                ))
+            }
+        }
+        "VALID" => Ok(vec![0; 2 * sp]),
+        "SAME_UPPER" | "SAME_LOWER" => {
+            let (strides, dil) = (ints("strides", 1)?, ints("dilations", 1)?);
+            if strides.len() != sp || dil.len() != sp || kernel.len() != sp {
+                return Err(node_err(
+                    node,
+                    "strides/dilations/kernel do not match the rank",
+                ));
+            }
+            let mut pads = vec![0i64; 2 * sp];
+            for i in 0..sp {
+                let (x, s, d, k) = (input[i] as i64, strides[i].max(1), dil[i], kernel[i] as i64);
+                let out = (x + s - 1) / s;
+                let total = ((out - 1) * s + (k - 1) * d + 1 - x).max(0);
+                let small = total / 2;
+                let (b, e) = if auto == "SAME_UPPER" {
+                    (small, total - small)
+                } else {
+                    (total - small, small)
+                };
+                pads[i] = b;
+                pads[sp + i] = e;
+            }
+            Ok(pads)
+        }
+        other => Err(node_err(node, format!("auto_pad '{other}'"))),
+    }
+}
+
+/// The explicit pads of a `Conv` with input dims `x` and weight dims `w`.
+pub fn conv_pads(node: &Node, x: &[usize], w: &[usize]) -> Result<Vec<i64>> {
+    if x.len() < 3 || w.len() != x.len() {
+        return Err(node_err(node, format!("input {x:?} with weights {w:?}")));
+    }
+    window_pads(node, &x[2..], &w[2..])
+}
+
+/// A `Conv` with asymmetric pads reads a zero-padded copy of its input (a [`StepKind::Pad`]
+/// step is added) and keeps the symmetric part of its pads.
+fn pre_pad_conv(
+    node: &Node,
+    inputs: Vec<Option<TensorId>>,
+    tensors: &mut Vec<TensorInfo>,
+    steps: &mut Vec<Step>,
+) -> Result<(Node, Vec<Option<TensorId>>)> {
+    let (Some(Some(x)), Some(Some(w))) = (inputs.first().copied(), inputs.get(1).copied()) else {
+        return Ok((node.clone(), inputs));
+    };
+    if node.op_type != "Conv" {
+        return Ok((node.clone(), inputs));
+    }
+    let (xd, wd) = (tensors[x].dims.clone(), tensors[w].dims.clone());
+    let pads = conv_pads(node, &xd, &wd)?;
+    if pads.iter().any(|&p| p < 0) {
+        return Err(node_err(node, format!("negative pads {pads:?}")));
+    }
+    let sp = xd.len() - 2;
+    let sym: Vec<i64> = (0..sp).map(|i| pads[i].min(pads[sp + i])).collect();
+    let mut node = node.clone();
+    node.attributes
+        .retain(|a| a.name != "pads" && a.name != "auto_pad");
+    let mut sym_pads = sym.clone();
+    sym_pads.extend(&sym);
+    node.attributes.push(kiln_onnx::Attribute::new(
+        "pads",
+        kiln_onnx::AttrValue::Ints(sym_pads),
+    ));
+    if (0..sp).all(|i| pads[i] == pads[sp + i]) {
+        return Ok((node, inputs));
+    }
+    let rank = xd.len();
+    let mut full = vec![0i64; 2 * rank];
+    let mut dims = xd.clone();
+    for i in 0..sp {
+        let (b, e) = (pads[i] - sym[i], pads[sp + i] - sym[i]);
+        full[2 + i] = b;
+        full[rank + 2 + i] = e;
+        dims[2 + i] += (b + e) as usize;
+    }
+    tensors.push(TensorInfo {
+        name: format!("{}@padded", tensors[x].name),
+        dtype: tensors[x].dtype,
+        dims,
+        storage: Storage::Arena(0),
+    });
+    let padded = tensors.len() - 1;
+    steps.push(Step {
+        kind: StepKind::Pad { pads: full },
+        inputs: vec![Some(x)],
+        outputs: vec![padded],
+    });
+    let mut inputs = inputs;
+    inputs[0] = Some(padded);
+    Ok((node, inputs))
+}
+
+/// BatchNormalization (inference form) with constant f32 parameters that survived folding
+/// into a Conv/Gemm becomes `Mul(x, a)` then `Add(., b)` with per-channel constants
+/// `a = scale / sqrt(var + eps)`, `b = bias - mean * a` (shaped `[C, 1, ..]` to broadcast
+/// over `[N, C, ..]`). Others are left for [`lower`] to report.
+pub fn batch_norm_to_elementwise(g: &mut Graph) -> Result<()> {
+    let mut nodes = Vec::with_capacity(g.nodes.len());
+    let mut added = Vec::new();
+    for n in std::mem::take(&mut g.nodes) {
+        match bn_constants(g, &n)? {
+            Some((a, b, rank)) => {
+                let y = n.outputs[0].clone();
+                let c = a.len();
+                let mut dims = vec![c];
+                dims.extend(std::iter::repeat_n(1, rank.saturating_sub(2)));
+                let (an, bn, mid) = (
+                    format!("{y}@bn_scale"),
+                    format!("{y}@bn_shift"),
+                    format!("{y}@bn_scaled"),
+                );
+                added.push(kiln_onnx::Tensor::from_vec(an.clone(), dims.clone(), a)?);
+                added.push(kiln_onnx::Tensor::from_vec(bn.clone(), dims, b)?);
+                nodes.push(Node {
+                    name: format!("{}@mul", n.name),
+                    op_type: "Mul".into(),
+                    inputs: vec![n.inputs[0].clone(), an],
+                    outputs: vec![mid.clone()],
+                    index: n.index,
+                    ..Node::default()
+                });
+                nodes.push(Node {
+                    name: format!("{}@add", n.name),
+                    op_type: "Add".into(),
+                    inputs: vec![mid, bn],
+                    outputs: vec![y],
+                    index: n.index,
+                    ..Node::default()
+                });
+            }
+            None => nodes.push(n),
+        }
+    }
+    g.nodes = nodes;
+    g.initializers.extend(added);
+    Ok(())
+}
+
+/// (a, b, rank of X) of a rewritable BatchNormalization.
+type BnConstants = (Vec<f32>, Vec<f32>, usize);
+
+fn bn_constants(g: &Graph, n: &Node) -> Result<Option<BnConstants>> {
+    if n.op_type != "BatchNormalization" || !n.domain.is_empty() {
+        return Ok(None);
+    }
+    let training = n.attr_int("training_mode").map_err(|e| node_err(n, e))?;
+    if training.unwrap_or(0) != 0 || n.outputs.iter().skip(1).any(|o| !o.is_empty()) {
+        return Ok(None);
+    }
+    let eps = n
+        .attr_float("epsilon")
+        .map_err(|e| node_err(n, e))?
+        .unwrap_or(1e-5);
+    let mut params = Vec::new();
+    for i in 1..5 {
+        let Some(t) = n.input(i).and_then(|name| g.initializer(name)) else {
+            return Ok(None);
+        };
+        if t.dtype() != DataType::F32 {
+            return Ok(None);
+        }
+        params.push(t.to_f32_vec()?);
+    }
+    let rank = match n
+        .input(0)
+        .and_then(|x| g.value(x))
+        .and_then(|v| v.shape.map(|s| s.rank()))
+    {
+        Some(r) if r >= 2 => r,
+        _ => return Ok(None),
+    };
+    let (scale, bias, mean, var) = (&params[0], &params[1], &params[2], &params[3]);
+    let c = scale.len();
+    if bias.len() != c || mean.len() != c || var.len() != c {
+        return Ok(None);
+    }
+    let a: Vec<f32> = (0..c).map(|i| scale[i] / (var[i] + eps).sqrt()).collect();
+    let b: Vec<f32> = (0..c).map(|i| bias[i] - mean[i] * a[i]).collect();
+    Ok(Some((a, b, rank)))
 }

@@ -37,7 +37,9 @@ impl Builder {
     /// Builds a plan of `graph` for this device.
     pub fn build(&self, graph: &Graph, config: &BuildConfig) -> Result<Plan> {
         let fingerprint = Fingerprint::of_device(&self.device)?;
-        prepare(graph, config, fingerprint)
+        let (mut plan, programs) = prepare_programs(graph, config, fingerprint)?;
+        crate::runtime::finish_build(&self.device, &mut plan, &programs)?;
+        Ok(plan)
     }
 }
 
@@ -94,6 +96,16 @@ pub(crate) fn opt_shapes(
 
 /// Host part of a build (see the module doc).
 pub fn prepare(graph: &Graph, config: &BuildConfig, fingerprint: Fingerprint) -> Result<Plan> {
+    Ok(prepare_programs(graph, config, fingerprint)?.0)
+}
+
+/// [`prepare`], also returning the specialised graph and program at each profile's `opt`
+/// shapes (the device part of the build compiles their kernels and chooses their tactics).
+pub fn prepare_programs(
+    graph: &Graph,
+    config: &BuildConfig,
+    fingerprint: Fingerprint,
+) -> Result<(Plan, Vec<(Graph, lower::Program)>)> {
     let compute = compute_dtype(config.precision)?;
     for p in &config.profiles {
         p.validate()?;
@@ -120,6 +132,7 @@ pub fn prepare(graph: &Graph, config: &BuildConfig, fingerprint: Fingerprint) ->
     } else {
         config.profiles.iter().map(Some).collect()
     };
+    let mut programs = Vec::new();
     for p in profiles {
         let shapes = opt_shapes(&inputs, p)?;
         let g = lower::specialize(&optimized, &shapes)?;
@@ -129,6 +142,7 @@ pub fn prepare(graph: &Graph, config: &BuildConfig, fingerprint: Fingerprint) ->
             arena_bytes = program.arena_bytes,
             "lowered at opt shapes"
         );
+        programs.push((g, program));
     }
     let header = PlanHeader {
         kiln_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -139,8 +153,11 @@ pub fn prepare(graph: &Graph, config: &BuildConfig, fingerprint: Fingerprint) ->
         passes,
     };
     let graph_bytes = kiln_onnx::to_model_bytes(&optimized)?;
-    Ok(Plan {
-        header,
-        sections: vec![(GRAPH_SECTION.to_string(), graph_bytes)],
-    })
+    Ok((
+        Plan {
+            header,
+            sections: vec![(GRAPH_SECTION.to_string(), graph_bytes)],
+        },
+        programs,
+    ))
 }

@@ -18,6 +18,7 @@ pub struct ExecutionContext {
     inputs: Vec<Option<DevicePtr>>,
     outputs: Vec<Option<DevicePtr>>,
     arena: Option<DeviceBuffer>,
+    workspace: Option<DeviceBuffer>,
 }
 
 impl ExecutionContext {
@@ -35,6 +36,7 @@ impl ExecutionContext {
             inputs: vec![None; ni],
             outputs: vec![None; no],
             arena: None,
+            workspace: None,
         })
     }
 
@@ -90,12 +92,24 @@ impl ExecutionContext {
         };
         let inputs = bind(&self.inputs, &self.engine.header.inputs)?;
         let outputs = bind(&self.outputs, &self.engine.header.outputs)?;
-        let arena = self.arena(program.arena_bytes)?;
+        let arena = self.arena(program.program.arena_bytes)?;
+        let ws_bytes = program.workspace;
+        if ws_bytes > 0
+            && self
+                .workspace
+                .as_ref()
+                .is_none_or(|w| w.capacity() < ws_bytes)
+        {
+            self.workspace = None;
+            self.workspace = Some(self.engine.alloc.alloc(ws_bytes, &self.stream)?);
+        }
         let addrs = Addresses {
             inputs: &inputs,
             outputs: &outputs,
             arena,
-            arena_bytes: program.arena_bytes,
+            arena_bytes: program.program.arena_bytes,
+            workspace: self.workspace.as_ref().map_or(0, |w| w.device_ptr()),
+            workspace_bytes: self.workspace.as_ref().map_or(0, |w| w.capacity()),
         };
         exec::run(&self.engine, &program, &addrs, &self.stream)
     }
@@ -132,7 +146,11 @@ impl ExecutionContext {
         let program = self.engine.program(&self.key()?)?;
         let mut outs = Vec::new();
         for (i, spec) in self.engine.header.outputs.iter().enumerate() {
-            let t = HostTensor::zeros(spec.name.clone(), spec.dtype, &program.output_dims[i])?;
+            let t = HostTensor::zeros(
+                spec.name.clone(),
+                spec.dtype,
+                &program.program.output_dims[i],
+            )?;
             let b = self.engine.alloc.alloc(t.data.len().max(1), &self.stream)?;
             self.outputs[i] = Some(DevicePtr(b.device_ptr()));
             outs.push((t, b));
@@ -177,7 +195,7 @@ impl kiln_core::ExecutionContext for ExecutionContext {
             .position(|s| s.name == name)
             .ok_or_else(|| unknown(name, specs))?;
         let program = self.engine.program(&self.key()?)?;
-        Ok(program.output_dims[i].clone())
+        Ok(program.program.output_dims[i].clone())
     }
 
     fn execute_host(&mut self, inputs: &[HostTensor]) -> Result<Vec<HostTensor>, BackendError> {

@@ -6,8 +6,13 @@
 
 mod context;
 mod exec;
+pub mod libs;
+pub mod ops;
+mod prepare;
 
 pub use context::ExecutionContext;
+pub(crate) use prepare::Prepared;
+pub use prepare::{KERNEL_SEP, finish_build, kernel_binaries, kernel_sections};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -31,7 +36,14 @@ pub struct Engine {
     pub(crate) compute: DataType,
     /// Weights by initialiser name, in the storage type of the engine.
     pub(crate) weights: HashMap<String, DeviceBuffer>,
-    programs: Mutex<HashMap<ShapeKey, Arc<lower::Program>>>,
+    /// The NVRTC kernels (from the plan's `kernel:` sections).
+    pub(crate) kernels: crate::kernels::nvrtc::KernelLibrary,
+    /// cuBLASLt / cuDNN handles, created once when the graph has such ops.
+    pub(crate) blas_handle: Option<Arc<crate::kernels::gemm::Blas>>,
+    pub(crate) dnn_handle: Option<Arc<crate::kernels::conv::Dnn>>,
+    /// Tactics by description: the plan's, plus those chosen for shapes met later.
+    pub(crate) tactics: Mutex<libs::Tactics>,
+    programs: Mutex<HashMap<ShapeKey, Arc<Prepared>>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -86,7 +98,19 @@ impl Engine {
             weights.insert(t.name().to_string(), buf);
         }
         stream.synchronize()?;
-        tracing::info!(weights = weights.len(), "engine loaded");
+        let kernels =
+            crate::kernels::nvrtc::KernelLibrary::from_binaries(device, kernel_binaries(plan)?)
+                .map_err(|e| EngineError::BadPlan(e.to_string()))?;
+        let tactics = match plan.section(libs::TACTICS_SECTION) {
+            Some(b) => libs::Tactics::from_bytes(b)?,
+            None => libs::Tactics::default(),
+        };
+        let (blas_handle, dnn_handle) = prepare::handles(device, &graph)?;
+        tracing::info!(
+            weights = weights.len(),
+            kernel_modules = kernels.module_names().len(),
+            "engine loaded"
+        );
         Ok(Arc::new(Engine {
             device: device.clone(),
             alloc,
@@ -94,6 +118,10 @@ impl Engine {
             graph,
             compute,
             weights,
+            kernels,
+            blas_handle,
+            dnn_handle,
+            tactics: Mutex::new(tactics),
             programs: Mutex::new(HashMap::new()),
         }))
     }
@@ -134,8 +162,8 @@ impl Engine {
         Ok(key)
     }
 
-    /// The lowered program at these input shapes (specialised once, then cached).
-    pub(crate) fn program(&self, key: &ShapeKey) -> Result<Arc<lower::Program>> {
+    /// The prepared program at these input shapes (specialised once, then cached).
+    pub(crate) fn program(&self, key: &ShapeKey) -> Result<Arc<Prepared>> {
         if let Some(p) = self.programs.lock().ok().and_then(|m| m.get(key).cloned()) {
             return Ok(p);
         }
@@ -146,12 +174,23 @@ impl Engine {
             .zip(key)
             .map(|(s, d)| (s.name.clone(), d.clone()))
             .collect();
-        let g = lower::specialize(&self.graph, &shapes)?;
-        let p = Arc::new(lower::lower(&g, self.compute)?);
+        let p = Arc::new(prepare::prepare(self, &shapes)?);
         if let Ok(mut m) = self.programs.lock() {
             m.insert(key.clone(), p.clone());
         }
         Ok(p)
+    }
+
+    pub(crate) fn blas(&self) -> Result<&Arc<crate::kernels::gemm::Blas>> {
+        self.blas_handle
+            .as_ref()
+            .ok_or_else(|| EngineError::Unsupported("the engine has no cuBLASLt handle".into()))
+    }
+
+    pub(crate) fn dnn(&self) -> Result<&Arc<crate::kernels::conv::Dnn>> {
+        self.dnn_handle
+            .as_ref()
+            .ok_or_else(|| EngineError::Unsupported("the engine has no cuDNN handle".into()))
     }
 }
 
@@ -213,7 +252,7 @@ impl kiln_core::Engine for Engine {
 
     fn device_memory_size(&self, input_shapes: &[(&str, &[usize])]) -> Result<usize, BackendError> {
         let key = self.check_shapes(input_shapes)?;
-        Ok(self.program(&key)?.arena_bytes)
+        Ok(self.program(&key)?.program.arena_bytes)
     }
 
     fn create_context(

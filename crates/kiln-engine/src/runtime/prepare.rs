@@ -1,0 +1,276 @@
+//! A program made ready to run at concrete shapes ([`Prepared`]: small constants on the host,
+//! initialisers created by specialisation uploaded, each library step's tactic), and the
+//! build-time half: the NVRTC modules and tactics a plan stores ([`finish_build`]).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use kiln_cuda::{Device, DeviceBuffer, Stream};
+use kiln_onnx::Graph;
+
+use super::libs::{self, LibCall, LibDesc, Tactics, key};
+use super::{Engine, weight_bytes};
+use crate::builder::lower::{self, Program};
+use crate::error::{EngineError, Result};
+use crate::kernels::conv::Dnn;
+use crate::kernels::gemm::{Blas, MathMode};
+use crate::kernels::nvrtc::{KernelBinary, KernelLibrary};
+use crate::plan::{KERNEL_PREFIX, Plan};
+
+/// Constants up to this many elements are kept on the host for attribute-like inputs.
+const HOST_CONST_MAX: usize = 1 << 16;
+
+/// Separates module, target and NVRTC version in a kernel section's name.
+pub const KERNEL_SEP: char = '|';
+
+/// A program ready to run.
+pub(crate) struct Prepared {
+    pub program: Program,
+    /// Host values of small initialisers (Slice starts, Pad pads, Clip bounds, ...).
+    pub consts: HashMap<String, kiln_onnx::Tensor>,
+    /// Initialisers that specialisation created (folded constants), on the device.
+    pub extra: HashMap<String, DeviceBuffer>,
+    /// The library call of each step (`None`: not a library step).
+    pub libs: Vec<Option<LibCall>>,
+    /// Most workspace any library step needs.
+    pub workspace: usize,
+    pub opset: i64,
+}
+
+fn ops_in(graph: &Graph, ops: &[&str]) -> bool {
+    graph
+        .nodes
+        .iter()
+        .any(|n| ops.contains(&n.op_type.as_str()))
+}
+
+/// Optional cuBLASLt and cuDNN handles.
+pub(crate) type Handles = (Option<Arc<Blas>>, Option<Arc<Dnn>>);
+
+/// cuBLASLt and cuDNN handles, each only when the graph has ops that need it.
+pub(crate) fn handles(device: &Arc<Device>, graph: &Graph) -> Result<Handles> {
+    let lib = |e: crate::kernels::gemm::LibError| EngineError::Unsupported(e.to_string());
+    let blas = if ops_in(graph, &["Gemm", "MatMul"]) {
+        Some(Blas::new(device).map_err(lib)?)
+    } else {
+        None
+    };
+    let dnn = if ops_in(graph, &["Conv"]) {
+        Some(Dnn::new(device).map_err(lib)?)
+    } else {
+        None
+    };
+    Ok((blas, dnn))
+}
+
+/// The tactic of a library description: from `tactics`, or chosen now (and remembered).
+fn tactic(
+    d: LibDesc,
+    tactics: &mut Tactics,
+    blas: Option<&Arc<Blas>>,
+    dnn: Option<&Arc<Dnn>>,
+    limit: usize,
+) -> Result<LibCall> {
+    let lib = |e: crate::kernels::gemm::LibError| EngineError::Unsupported(e.to_string());
+    let missing = |w: &str| EngineError::Unsupported(format!("no {w} handle"));
+    let mut gemm =
+        |g: &crate::kernels::gemm::GemmDesc| -> Result<crate::kernels::gemm::GemmTactic> {
+            let k = key(g);
+            if let Some(t) = tactics.gemm.get(&k) {
+                return Ok(*t);
+            }
+            let t = blas
+                .ok_or_else(|| missing("cuBLASLt"))?
+                .select(g, limit)
+                .map_err(lib)?;
+            tactics.gemm.insert(k, t);
+            Ok(t)
+        };
+    Ok(match d {
+        LibDesc::Gemm {
+            desc,
+            expand_c,
+            bias,
+        } => LibCall::Gemm {
+            tactic: gemm(&desc)?,
+            desc,
+            expand_c,
+            bias,
+        },
+        LibDesc::MatMul(plan) => LibCall::MatMul {
+            tactic: gemm(&plan.desc)?,
+            plan,
+        },
+        LibDesc::Conv(desc) => {
+            let k = key(&desc);
+            let t = match tactics.conv.get(&k) {
+                Some(t) => *t,
+                None => {
+                    let t = dnn
+                        .ok_or_else(|| missing("cuDNN"))?
+                        .select(&desc, limit)
+                        .map_err(lib)?;
+                    tactics.conv.insert(k, t);
+                    t
+                }
+            };
+            LibCall::Conv { desc, tactic: t }
+        }
+    })
+}
+
+/// Library calls of every step of `p`.
+fn lib_calls(
+    p: &Program,
+    math: MathMode,
+    tactics: &mut Tactics,
+    blas: Option<&Arc<Blas>>,
+    dnn: Option<&Arc<Dnn>>,
+    limit: usize,
+) -> Result<Vec<Option<LibCall>>> {
+    p.steps
+        .iter()
+        .map(|s| {
+            libs::lib_desc(s, p, math)?
+                .map(|d| tactic(d, tactics, blas, dnn, limit))
+                .transpose()
+        })
+        .collect()
+}
+
+/// Specialises and lowers the engine's graph at `shapes` and makes it ready to run.
+pub(crate) fn prepare(engine: &Engine, shapes: &[(String, Vec<usize>)]) -> Result<Prepared> {
+    let g = lower::specialize(&engine.graph, shapes)?;
+    let program = lower::lower(&g, engine.compute)?;
+    let math = libs::math_mode(engine.header.config.precision)?;
+    let libs = {
+        let mut t = engine
+            .tactics
+            .lock()
+            .map_err(|_| EngineError::Unsupported("tactic cache lock poisoned".into()))?;
+        lib_calls(
+            &program,
+            math,
+            &mut t,
+            engine.blas_handle.as_ref(),
+            engine.dnn_handle.as_ref(),
+            engine.header.config.workspace_limit,
+        )?
+    };
+    let workspace = libs
+        .iter()
+        .flatten()
+        .map(LibCall::workspace)
+        .max()
+        .unwrap_or(0);
+    let mut consts = HashMap::new();
+    let mut extra = HashMap::new();
+    let stream = Stream::new(&engine.device)?;
+    for t in &g.initializers {
+        if t.dims().iter().product::<usize>() <= HOST_CONST_MAX {
+            consts.insert(t.name().to_string(), t.clone());
+        }
+        if !engine.weights.contains_key(t.name()) {
+            let bytes = weight_bytes(t, engine.compute)?;
+            let mut buf = engine.alloc.alloc(bytes.len().max(1), &stream)?;
+            kiln_cuda::copy::htod(&stream, &bytes, &mut buf)?;
+            extra.insert(t.name().to_string(), buf);
+        }
+    }
+    stream.synchronize()?;
+    Ok(Prepared {
+        program,
+        consts,
+        extra,
+        libs,
+        workspace,
+        opset: g.opset_version("").unwrap_or(1),
+    })
+}
+
+/// The `kernel:` section of one binary: `kernel:<module>|<target>|<nvrtc version>`.
+pub fn kernel_sections(binaries: &[KernelBinary]) -> Vec<(String, Vec<u8>)> {
+    binaries
+        .iter()
+        .map(|b| {
+            (
+                format!(
+                    "{KERNEL_PREFIX}{}{KERNEL_SEP}{}{KERNEL_SEP}{}",
+                    b.module, b.target, b.nvrtc_version
+                ),
+                b.image.clone(),
+            )
+        })
+        .collect()
+}
+
+/// The kernel binaries a plan holds.
+pub fn kernel_binaries(plan: &Plan) -> Result<Vec<KernelBinary>> {
+    plan.kernels()
+        .map(|(name, image)| {
+            let mut it = name.split(KERNEL_SEP);
+            match (it.next(), it.next(), it.next(), it.next()) {
+                (Some(module), Some(target), Some(nvrtc), None) => Ok(KernelBinary {
+                    module: module.to_string(),
+                    target: target.to_string(),
+                    nvrtc_version: nvrtc.to_string(),
+                    image: image.to_vec(),
+                }),
+                _ => Err(EngineError::BadPlan(format!(
+                    "kernel section '{name}' is not module{KERNEL_SEP}target{KERNEL_SEP}nvrtc"
+                ))),
+            }
+        })
+        .collect()
+}
+
+/// Build-time device work: compiles every NVRTC module the programs launch and chooses every
+/// GEMM/convolution tactic within the workspace limit; both go into the plan.
+pub fn finish_build(
+    device: &Arc<Device>,
+    plan: &mut Plan,
+    programs: &[(Graph, Program)],
+) -> Result<()> {
+    let config = &plan.header.config;
+    let math = libs::math_mode(config.precision)?;
+    let kernels = KernelLibrary::new(device)
+        .map_err(|e| EngineError::Unsupported(e.to_string()))?
+        .with_cache_dir(config.kernel_cache_dir.clone());
+    let (mut blas, mut dnn) = (None, None);
+    for (g, _) in programs {
+        let (b, d) = handles(device, g)?;
+        blas = blas.or(b);
+        dnn = dnn.or(d);
+    }
+    let mut tactics = Tactics::default();
+    for (_, p) in programs {
+        for step in &p.steps {
+            for m in super::ops::modules_for(step, p)? {
+                kernels
+                    .ensure(&m)
+                    .map_err(|e| EngineError::Unsupported(e.to_string()))?;
+            }
+        }
+        lib_calls(
+            p,
+            math,
+            &mut tactics,
+            blas.as_ref(),
+            dnn.as_ref(),
+            config.workspace_limit,
+        )?;
+    }
+    let bins = kernels.binaries();
+    tracing::info!(
+        modules = bins.len(),
+        gemm_tactics = tactics.gemm.len(),
+        conv_tactics = tactics.conv.len(),
+        "build: kernels compiled, tactics chosen"
+    );
+    plan.sections
+        .retain(|(n, _)| !n.starts_with(KERNEL_PREFIX) && n != libs::TACTICS_SECTION);
+    plan.sections.extend(kernel_sections(&bins));
+    plan.sections
+        .push((libs::TACTICS_SECTION.to_string(), tactics.to_bytes()?));
+    Ok(())
+}
