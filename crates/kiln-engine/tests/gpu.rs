@@ -6,6 +6,12 @@
 //! Without a CUDA device every case is reported as skipped and the run succeeds; set
 //! `KILN_GPU_REQUIRED=1` to make a missing device a failure. An optional argument filters
 //! cases by substring.
+//!
+//! Every plan must hold its NVRTC binaries (`kernel:` sections) and, when the model has
+//! Gemm/MatMul/Conv, its tactics. With `KILN_ZOO_DIR=DIR` (the output of
+//! `fixtures/export_zoo.py`), every `DIR/*.onnx` is also run in fp32 and fp16 at batch 2
+//! (dynamic non-batch dims at 128; i64 inputs random in {0, 1}: valid ids, masks and token
+//! types), against kiln-reference.
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -33,28 +39,93 @@ fn tolerance(p: Precision) -> f64 {
     }
 }
 
-fn case(device: &Arc<kiln_cuda::Device>, name: &str, precision: Precision) -> Result<()> {
-    let path = format!("{}/../../fixtures/{name}.onnx", env!("CARGO_MANIFEST_DIR"));
-    let graph = kiln_onnx::load(&path)?;
-    let input = &graph.inputs[0];
-    let rest: Vec<usize> = input.shape.as_ref().context("input rank")?.dims()[1..]
-        .iter()
-        .map(|d| d.known().context("fixed non-batch dims"))
-        .collect::<Result<_>>()?;
-    let at = |b: usize| [vec![b], rest.clone()].concat();
+/// Random inputs at `batch` (other dynamic dims 128): (host tensors, reference values).
+fn random_inputs(
+    graph: &kiln_onnx::Graph,
+    batch: usize,
+    rng: &mut fastrand::Rng,
+) -> Result<(Vec<HostTensor>, HashMap<String, Value>)> {
+    let mut host = Vec::new();
+    let mut values = HashMap::new();
+    for input in &graph.inputs {
+        let shape = input.shape.as_ref().context("input rank")?;
+        let dims: Vec<usize> = shape
+            .dims()
+            .iter()
+            .enumerate()
+            .map(|(i, d)| d.known().unwrap_or(if i == 0 { batch } else { 128 }))
+            .collect();
+        let n: usize = dims.iter().product();
+        let (h, t) = match input.dtype {
+            Some(kiln_core::DataType::I64) => {
+                let data: Vec<i64> = (0..n).map(|_| rng.i64(0..2)).collect();
+                (
+                    HostTensor::from_slice(input.name.clone(), &dims, &data)?,
+                    kiln_onnx::Tensor::from_vec(input.name.clone(), dims.clone(), data)?,
+                )
+            }
+            _ => {
+                let data: Vec<f32> = (0..n).map(|_| rng.f32() * 2.0 - 1.0).collect();
+                (
+                    HostTensor::from_slice(input.name.clone(), &dims, &data)?,
+                    kiln_onnx::Tensor::from_vec(input.name.clone(), dims.clone(), data)?,
+                )
+            }
+        };
+        host.push(h);
+        values.insert(input.name.clone(), Value::from_tensor(&t)?);
+    }
+    Ok((host, values))
+}
+
+/// A profile over the batch dim (min 1, opt 4, max 16) of every input.
+fn batch_profile(graph: &kiln_onnx::Graph) -> Result<OptimizationProfile> {
+    let mut inputs = Vec::new();
+    for input in &graph.inputs {
+        let shape = input.shape.as_ref().context("input rank")?;
+        let at = |b: usize| -> Vec<usize> {
+            shape
+                .dims()
+                .iter()
+                .enumerate()
+                .map(|(i, d)| d.known().unwrap_or(if i == 0 { b } else { 128 }))
+                .collect()
+        };
+        inputs.push(ProfileInput {
+            name: input.name.clone(),
+            min: at(1),
+            opt: at(4),
+            max: at(16),
+        });
+    }
+    Ok(OptimizationProfile { inputs })
+}
+
+fn case(
+    device: &Arc<kiln_cuda::Device>,
+    path: &str,
+    precision: Precision,
+    batches: &[usize],
+) -> Result<()> {
+    let graph = kiln_onnx::load(path)?;
     let config = BuildConfig {
         precision,
-        profiles: vec![OptimizationProfile {
-            inputs: vec![ProfileInput {
-                name: input.name.clone(),
-                min: at(1),
-                opt: at(4),
-                max: at(16),
-            }],
-        }],
+        profiles: vec![batch_profile(&graph)?],
         ..BuildConfig::default()
     };
     let plan = Builder::new(device).build(&graph, &config)?;
+    ensure!(
+        plan.kernels().count() > 0,
+        "the plan holds no kernel binaries"
+    );
+    let uses_libs = graph
+        .nodes
+        .iter()
+        .any(|n| matches!(n.op_type.as_str(), "Gemm" | "MatMul" | "Conv"));
+    ensure!(
+        !uses_libs || plan.section("tactics").is_some(),
+        "the plan holds no tactics section"
+    );
     let bytes = plan.to_bytes()?;
     let plan = Plan::from_bytes(&bytes)?;
     ensure!(
@@ -64,19 +135,16 @@ fn case(device: &Arc<kiln_cuda::Device>, name: &str, precision: Precision) -> Re
     let engine = Engine::from_plan(device, &plan)?;
     let reference = Interpreter::new(graph.clone())?;
     let mut rng = fastrand::Rng::with_seed(42);
-    for batch in [1, 4] {
-        let dims = at(batch);
-        let n: usize = dims.iter().product();
-        let data: Vec<f32> = (0..n).map(|_| rng.f32() * 2.0 - 1.0).collect();
-        let host = HostTensor::from_slice(input.name.clone(), &dims, &data)?;
-        let mem = engine.device_memory_size(&[(input.name.as_str(), dims.as_slice())])?;
+    for &batch in batches {
+        let (host, values) = random_inputs(&graph, batch, &mut rng)?;
+        let shapes: Vec<(&str, &[usize])> = host
+            .iter()
+            .map(|t| (t.name.as_str(), t.dims.as_slice()))
+            .collect();
+        let mem = engine.device_memory_size(&shapes)?;
         let mut ctx = engine.clone().create_context()?;
-        let got = ctx.execute_host(std::slice::from_ref(&host))?;
-        let t = kiln_onnx::Tensor::from_vec(input.name.clone(), dims.clone(), data)?;
-        let want = reference.run(HashMap::from([(
-            input.name.clone(),
-            Value::from_tensor(&t)?,
-        )]))?;
+        let got = ctx.execute_host(&host)?;
+        let want = reference.run(values)?;
         for out in &got {
             let w = want[&out.name].to_f64_vec();
             let g: Vec<f64> = out
@@ -107,8 +175,9 @@ fn case(device: &Arc<kiln_cuda::Device>, name: &str, precision: Precision) -> Re
                 tolerance(precision)
             );
             println!(
-                "    {name} {} batch {batch}: rel-L2 {rel:.2e}, arena {mem} B",
-                precision.name()
+                "    {path} {} batch {batch} {}: rel-L2 {rel:.2e}, arena {mem} B",
+                precision.name(),
+                out.name
             );
         }
     }
@@ -127,15 +196,42 @@ fn main() -> ExitCode {
         Precision::Fp16,
         Precision::Bf16,
     ];
-    let cases: Vec<(String, &str, Precision)> = FIXTURES
+    let fixtures = format!("{}/../../fixtures", env!("CARGO_MANIFEST_DIR"));
+    let mut cases: Vec<(String, String, Precision, Vec<usize>)> = FIXTURES
         .iter()
         .flat_map(|f| {
+            let path = format!("{fixtures}/{f}.onnx");
             precisions
                 .iter()
-                .map(move |p| (format!("{f}_{}", p.name()), *f, *p))
+                .map(move |p| (format!("{f}_{}", p.name()), path.clone(), *p, vec![1, 4]))
         })
-        .filter(|(n, _, _)| n.contains(&filter))
         .collect();
+    if let Ok(dir) = std::env::var("KILN_ZOO_DIR") {
+        let mut models: Vec<_> = std::fs::read_dir(&dir)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "onnx"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        models.sort();
+        for m in models {
+            let stem = m
+                .file_stem()
+                .map(|s| s.to_string_lossy().to_string())
+                .unwrap_or_default();
+            for p in [Precision::Fp32, Precision::Fp16] {
+                cases.push((
+                    format!("zoo_{stem}_{}", p.name()),
+                    m.to_string_lossy().to_string(),
+                    p,
+                    vec![2],
+                ));
+            }
+        }
+    }
+    cases.retain(|(n, ..)| n.contains(&filter));
     let device = match kiln_cuda::Device::open(0) {
         Ok(d) => d,
         Err(e) => {
@@ -151,8 +247,8 @@ fn main() -> ExitCode {
         }
     };
     let mut failed = 0;
-    for (label, name, precision) in &cases {
-        match case(&device, name, *precision) {
+    for (label, path, precision, batches) in &cases {
+        match case(&device, path, *precision, batches) {
             Ok(()) => println!("ok      {label}"),
             Err(e) => {
                 failed += 1;
