@@ -238,3 +238,113 @@ fn kernel_sections_round_trip() {
     plan.sections.push(("kernel:broken".into(), vec![]));
     assert!(super::super::kernel_binaries(&plan).is_err());
 }
+
+#[test]
+fn window_pads_resolve_auto_pad_and_asymmetric_conv_pads_get_a_pad_step() {
+    use kiln_core::Dim;
+    use kiln_onnx::{AttrValue, Attribute, Node, Tensor};
+    let mut n = Node {
+        name: "c".into(),
+        op_type: "Conv".into(),
+        ..Node::default()
+    };
+    assert_eq!(
+        lower::window_pads(&n, &[5, 5], &[3, 3]).unwrap(),
+        vec![0; 4]
+    );
+    n.attributes.push(Attribute::new(
+        "auto_pad",
+        AttrValue::String(b"SAME_UPPER".to_vec()),
+    ));
+    n.attributes
+        .push(Attribute::new("strides", AttrValue::Ints(vec![2, 2])));
+    // in 6, stride 2 -> out 3; total = (3-1)*2 + 3 - 6 = 1 -> (0, 1)
+    assert_eq!(
+        lower::window_pads(&n, &[6, 6], &[3, 3]).unwrap(),
+        vec![0, 0, 1, 1]
+    );
+    n.attributes[0] = Attribute::new("auto_pad", AttrValue::String(b"SAME_LOWER".to_vec()));
+    assert_eq!(
+        lower::window_pads(&n, &[6, 6], &[3, 3]).unwrap(),
+        vec![1, 1, 0, 0]
+    );
+    n.attributes[0] = Attribute::new("auto_pad", AttrValue::String(b"VALID".to_vec()));
+    assert_eq!(
+        lower::window_pads(&n, &[6, 6], &[3, 3]).unwrap(),
+        vec![0; 4]
+    );
+
+    // A Conv with asymmetric pads lowers to a Pad step and a symmetric Conv.
+    let mut b = kiln_onnx::GraphBuilder::new("asym").opset(17);
+    let k = |d: &[usize]| d.iter().map(|&v| Dim::Known(v)).collect::<Vec<_>>();
+    let x = b.input("x", DataType::F32, &k(&[1, 2, 6, 6]));
+    let w = b.initializer(Tensor::from_vec("w", vec![3, 2, 3, 3], vec![0.5f32; 54]).unwrap());
+    let y = b
+        .node("Conv", &[&x, &w])
+        .attr("pads", vec![0i64, 1, 1, 2])
+        .output();
+    b.output(&y, DataType::F32, &k(&[1, 3, 5, 7]));
+    let g = b.build().unwrap();
+    let sg = lower::specialize(&g, &[("x".into(), vec![1, 2, 6, 6])]).unwrap();
+    let p = lower::lower(&sg, DataType::F32).unwrap();
+    let pad = p
+        .steps
+        .iter()
+        .find_map(|s| match &s.kind {
+            StepKind::Pad { pads } => Some((pads.clone(), s.outputs[0])),
+            _ => None,
+        })
+        .expect("a Pad step");
+    assert_eq!(pad.0, vec![0, 0, 0, 0, 0, 0, 1, 1]);
+    assert_eq!(p.tensors[pad.1].dims, vec![1, 2, 7, 7]);
+    let (conv, x_in) = p
+        .steps
+        .iter()
+        .find_map(|s| match &s.kind {
+            StepKind::Node(n) if n.op_type == "Conv" => Some((n.clone(), s.inputs[0])),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(x_in, Some(pad.1));
+    assert_eq!(conv.attr_ints("pads").unwrap(), Some(&[0i64, 1, 0, 1][..]));
+    let step = p
+        .steps
+        .iter()
+        .find(|s| matches!(&s.kind, StepKind::Node(_)))
+        .unwrap();
+    let Some(LibDesc::Conv(d)) = lib_desc(step, &p, MathMode::Fp32).unwrap() else {
+        panic!("conv description")
+    };
+    assert_eq!(d.geometry.pads, [0, 1]);
+    assert_eq!(d.output_dims(), [1, 3, 5, 7]);
+    assert_eq!(ops::modules_for(&p.steps[0], &p).unwrap().len(), 1);
+}
+
+#[test]
+fn slice_pad_and_reduce_parameters() {
+    let (st, sp, out) =
+        ops::slice_params(&[4, 10], &[1, -1], &[3, 0], Some(&[0, 1]), Some(&[1, -2])).unwrap();
+    assert_eq!((st, sp, out), (vec![1, 9], vec![1, -2], vec![2, 5]));
+    let (st, _, out) = ops::slice_params(&[4, 10], &[2], &[i64::MAX], Some(&[-1]), None).unwrap();
+    assert_eq!((st, out), (vec![0, 2], vec![4, 8]));
+    assert!(ops::slice_params(&[4], &[0, 1], &[1], None, None).is_err());
+    assert_eq!(
+        ops::pad_full(3, &[1, 2, 3, 4], Some(&[-1, 0])).unwrap(),
+        vec![2, 0, 1, 4, 0, 3]
+    );
+    assert!(ops::pad_full(2, &[1, 2], None).is_err());
+    assert_eq!(
+        ops::reduce_axes(None, 3, false).unwrap(),
+        Some(vec![0, 1, 2])
+    );
+    assert_eq!(ops::reduce_axes(None, 3, true).unwrap(), None);
+    assert_eq!(
+        ops::reduce_axes(Some(vec![-1, 0, 2]), 3, false).unwrap(),
+        Some(vec![0, 2])
+    );
+    assert!(ops::reduce_axes_input("ReduceSum", 13) && !ops::reduce_axes_input("ReduceMean", 17));
+    assert_eq!(
+        ops::fill_bytes(DataType::F16, 1.0).unwrap(),
+        half::f16::ONE.to_le_bytes()
+    );
+}

@@ -66,7 +66,19 @@ pub(crate) fn weight_bytes(t: &kiln_onnx::Tensor, compute: DataType) -> Result<V
     let v = t.to_f32_vec()?;
     Ok(match target {
         DataType::F16 => {
-            let h: Vec<half::f16> = v.iter().map(|&x| half::f16::from_f32(x)).collect();
+            // Finite values beyond f16's range saturate at ±65504 rather than becoming ±inf
+            // (masks like `(1 - m) * f32::MIN` must stay finite: 0 · inf is NaN).
+            let h: Vec<half::f16> = v
+                .iter()
+                .map(|&x| {
+                    let x = if x.is_finite() {
+                        x.clamp(-65504.0, 65504.0)
+                    } else {
+                        x
+                    };
+                    half::f16::from_f32(x)
+                })
+                .collect();
             bytemuck::cast_slice(&h).to_vec()
         }
         DataType::BF16 => {

@@ -38,3 +38,14 @@ fn weights_take_the_engine_storage_type() {
     let i = kiln_onnx::Tensor::from_vec("i", vec![1], vec![7i64]).unwrap();
     assert_eq!(weight_bytes(&i, DataType::F16).unwrap(), i.as_bytes());
 }
+
+#[test]
+fn f16_weights_saturate_instead_of_overflowing() {
+    let t =
+        kiln_onnx::Tensor::from_vec("m", vec![3], vec![f32::MIN, 1e6, f32::NEG_INFINITY]).unwrap();
+    let h = weight_bytes(&t, DataType::F16).unwrap();
+    let v: &[half::f16] = bytemuck::cast_slice(&h);
+    assert_eq!(v[0], half::f16::MIN);
+    assert_eq!(v[1], half::f16::MAX);
+    assert!(v[2].is_infinite());
+}
