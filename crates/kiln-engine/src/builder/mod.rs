@@ -137,6 +137,11 @@ pub fn prepare_programs(
         let shapes = opt_shapes(&inputs, p)?;
         let g = lower::specialize(&optimized, &shapes)?;
         let program = lower::lower(&g, compute)?;
+        let math = crate::runtime::libs::math_mode(config.precision)?;
+        let bad = crate::runtime::ops::check_program(&program, math);
+        if !bad.is_empty() {
+            return Err(EngineError::UnsupportedNodes { nodes: bad });
+        }
         tracing::info!(
             steps = program.steps.len(),
             arena_bytes = program.arena_bytes,

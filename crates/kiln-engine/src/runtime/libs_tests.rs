@@ -348,3 +348,29 @@ fn slice_pad_and_reduce_parameters() {
         half::f16::ONE.to_le_bytes()
     );
 }
+
+#[test]
+fn nodes_without_a_gpu_kernel_for_their_types_fail_the_build_together() {
+    use kiln_core::Dim;
+    let mut b = kiln_onnx::GraphBuilder::new("ints").opset(17);
+    let x = b.input("x", DataType::I64, &[Dim::Known(2), Dim::Known(3)]);
+    let s = b.node("ReduceSum", &[&x]).attr("keepdims", 0i64).output();
+    let m = b.node("ReduceMax", &[&x]).attr("keepdims", 0i64).output();
+    let y = b.node("Add", &[&s, &m]).output();
+    b.output(&y, DataType::I64, &[Dim::Known(1)]);
+    let g = b.build().unwrap();
+    let e = crate::builder::prepare(
+        &g,
+        &crate::plan::BuildConfig::default(),
+        crate::plan::Fingerprint::default(),
+    )
+    .unwrap_err();
+    let EngineError::UnsupportedNodes { nodes } = &e else {
+        panic!("{e}")
+    };
+    assert_eq!(nodes.len(), 2, "{e}");
+    assert!(
+        nodes[0].contains("ReduceSum") && nodes[1].contains("ReduceMax"),
+        "{e}"
+    );
+}

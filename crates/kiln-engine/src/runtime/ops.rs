@@ -361,6 +361,54 @@ pub fn wired(op: &str) -> bool {
         )
 }
 
+/// Host-side check of a lowered program: every step's kernel modules exist for its element
+/// types and every library step has a valid description. Returns every failing node (the
+/// build reports them together).
+pub fn check_program(p: &Program, math: crate::kernels::gemm::MathMode) -> Vec<String> {
+    let mut bad = Vec::new();
+    for step in &p.steps {
+        let r = modules_for(step, p)
+            .and_then(|_| super::libs::lib_desc(step, p, math))
+            .and_then(|_| check_types(step, p));
+        if let Err(e) = r {
+            let what = match &step.kind {
+                StepKind::Node(n) => format!("node #{} '{}': {}", n.index, n.name, n.op_type),
+                other => format!("{other:?} step"),
+            };
+            bad.push(format!("  {what}: {e}"));
+        }
+    }
+    bad
+}
+
+/// Element types the GPU path takes for ops whose kernels are float-only.
+fn check_types(step: &Step, p: &Program) -> Result<()> {
+    let StepKind::Node(node) = &step.kind else {
+        return Ok(());
+    };
+    let Some(Some(x)) = step.inputs.first() else {
+        return Ok(());
+    };
+    let dt = p.tensors[*x].dtype;
+    let float_only = matches!(
+        node.op_type.as_str(),
+        "Gemm" | "MatMul" | "Conv" | "Softmax" | "LogSoftmax" | "LayerNormalization"
+    ) || reduce_op(&node.op_type).is_some();
+    if float_only && !matches!(dt, DataType::F32 | DataType::F16 | DataType::BF16) {
+        return Err(node_err(
+            node,
+            format!("the GPU path takes f32/f16/bf16 here, not {dt}"),
+        ));
+    }
+    if UNARY.contains(&node.op_type.as_str()) {
+        let u = unary_op(node, (None, None))?.ok_or_else(|| node_err(node, "not a unary op"))?;
+        if !unary::supports(&u, dt) {
+            return Err(node_err(node, format!("no {dt} kernel")));
+        }
+    }
+    Ok(())
+}
+
 /// Modules a step launches (compiled into the plan by the builder).
 pub fn modules_for(step: &Step, p: &Program) -> Result<Vec<ModuleSpec>> {
     let t = |id: Option<&Option<usize>>| id.copied().flatten().map(|i| &p.tensors[i]);
