@@ -2,7 +2,14 @@
 //! [`ExecutionContext`] (per stream: input shapes, bindings, its own arena).
 //!
 //! A context specialises the plan's graph to the input shapes it is given (host work, cached
-//! per shape set in the engine), then runs the lowered steps on its stream.
+//! per shape set in the engine as a `Prepared` program: small constants on the host, folded
+//! initialisers on the device, each library step's tactic), then runs the lowered steps on
+//! its stream (`exec`): node steps on E2's NVRTC kernels ([`ops`]), Gemm/MatMul on cuBLASLt
+//! and Conv on cuDNN ([`libs`]; tactics from the plan's `tactics` section, chosen on first
+//! use for shapes the build did not see), boundary casts of fp16/bf16 engines on the cast
+//! kernel. The engine loads the plan's `kernel:` sections with
+//! `KernelLibrary::from_binaries` and creates its cuBLASLt/cuDNN handles once;
+//! [`finish_build`] is the device half of a build (modules compiled, tactics chosen).
 
 mod context;
 mod exec;
