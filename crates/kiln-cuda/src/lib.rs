@@ -45,6 +45,7 @@ mod device;
 mod error;
 mod event;
 mod ffi;
+pub mod gpu_test;
 pub mod graph;
 mod kernels;
 mod memory;

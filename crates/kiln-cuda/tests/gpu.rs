@@ -5,7 +5,6 @@
 //! Arguments: an optional substring filter on test names (flags such as `--nocapture` are
 //! ignored).
 
-use std::panic::AssertUnwindSafe;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -43,60 +42,16 @@ const TESTS: &[(&str, TestFn)] = &[
 ];
 
 fn main() -> ExitCode {
-    let filter = std::env::args()
-        .skip(1)
-        .find(|a| !a.starts_with('-'))
-        .unwrap_or_default();
-    let selected: Vec<_> = TESTS.iter().filter(|(n, _)| n.contains(&filter)).collect();
-    let required = std::env::var("KILN_GPU_REQUIRED").is_ok_and(|v| v == "1");
-
-    let ctx = match setup() {
-        Ok(ctx) => ctx,
-        Err(reason) => {
-            println!("no CUDA device: {reason:#}");
-            let short = match reason.downcast_ref::<CudaError>() {
+    kiln_cuda::gpu_test::run(
+        TESTS,
+        || {
+            setup().map_err(|reason| match reason.downcast_ref::<CudaError>() {
                 Some(CudaError::LibraryMissing { library, .. }) => format!("{library} not found"),
                 _ => format!("{reason:#}"),
-            };
-            for (name, _) in &selected {
-                println!("{name}: skipped: no CUDA device ({short})");
-            }
-            println!("0 passed, 0 failed, {} skipped", selected.len());
-            return if required {
-                eprintln!("KILN_GPU_REQUIRED=1 but no usable CUDA device");
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            };
-        }
-    };
-
-    let (mut passed, mut failed) = (0, 0);
-    for (name, test) in &selected {
-        let start = std::time::Instant::now();
-        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| test(&ctx)));
-        let ms = start.elapsed().as_secs_f64() * 1e3;
-        match outcome {
-            Ok(Ok(())) => {
-                passed += 1;
-                println!("{name}: ok ({ms:.1} ms)");
-            }
-            Ok(Err(e)) => {
-                failed += 1;
-                println!("{name}: FAILED: {e:#}");
-            }
-            Err(_) => {
-                failed += 1;
-                println!("{name}: FAILED: panicked");
-            }
-        }
-    }
-    println!("{passed} passed, {failed} failed");
-    if failed > 0 {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }
+            })
+        },
+        |_| {},
+    )
 }
 
 fn setup() -> Result<Ctx> {

@@ -235,9 +235,10 @@ fn main() -> ExitCode {
     let device = match kiln_cuda::Device::open(0) {
         Ok(d) => d,
         Err(e) => {
+            let names: Vec<&str> = cases.iter().map(|(n, ..)| n.as_str()).collect();
             println!(
-                "kiln-engine gpu: no CUDA device ({e}); {} cases SKIPPED",
-                cases.len()
+                "{}",
+                kiln_cuda::gpu_test::skip_report(&names, &e.to_string())
             );
             return if required {
                 ExitCode::FAILURE
@@ -256,10 +257,7 @@ fn main() -> ExitCode {
             }
         }
     }
-    println!(
-        "kiln-engine gpu: {} passed, {failed} failed",
-        cases.len() - failed
-    );
+    println!("{} passed, {failed} failed", cases.len() - failed);
     if failed == 0 {
         ExitCode::SUCCESS
     } else {

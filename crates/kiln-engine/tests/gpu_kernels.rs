@@ -10,7 +10,6 @@
 #![allow(clippy::type_complexity)]
 
 use std::collections::HashMap;
-use std::panic::AssertUnwindSafe;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -65,58 +64,16 @@ const TESTS: &[(&str, TestFn)] = &[
 const FLOATS: [DataType; 3] = [DataType::F32, DataType::F16, DataType::BF16];
 
 fn main() -> ExitCode {
-    let filter = std::env::args()
-        .skip(1)
-        .find(|a| !a.starts_with('-'))
-        .unwrap_or_default();
-    let selected: Vec<_> = TESTS.iter().filter(|(n, _)| n.contains(&filter)).collect();
-    let required = std::env::var("KILN_GPU_REQUIRED").is_ok_and(|v| v == "1");
-    let ctx = match setup() {
-        Ok(c) => c,
-        Err(reason) => {
-            println!("no CUDA device or NVRTC: {reason:#}");
-            for (name, _) in &selected {
-                println!("{name}: skipped: no CUDA device");
-            }
-            println!("0 passed, 0 failed, {} skipped", selected.len());
-            return if required {
-                eprintln!("KILN_GPU_REQUIRED=1 but no usable CUDA device");
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            };
-        }
-    };
-    let (mut passed, mut failed) = (0, 0);
-    for (name, test) in &selected {
-        let start = std::time::Instant::now();
-        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| test(&ctx)));
-        let ms = start.elapsed().as_secs_f64() * 1e3;
-        match outcome {
-            Ok(Ok(())) => {
-                passed += 1;
-                println!("{name}: ok ({ms:.0} ms)");
-            }
-            Ok(Err(e)) => {
-                failed += 1;
-                println!("{name}: FAILED: {e:#}");
-            }
-            Err(_) => {
-                failed += 1;
-                println!("{name}: FAILED: panicked");
-            }
-        }
-    }
-    println!("{passed} passed, {failed} failed, 0 skipped");
-    println!(
-        "kernel modules compiled: {}",
-        ctx.lib.module_names().join(", ")
-    );
-    if failed > 0 {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }
+    kiln_cuda::gpu_test::run(
+        TESTS,
+        || setup().map_err(|reason| format!("no CUDA device or NVRTC: {reason:#}")),
+        |ctx| {
+            println!(
+                "kernel modules compiled: {}",
+                ctx.lib.module_names().join(", ")
+            );
+        },
+    )
 }
 
 fn setup() -> Result<Ctx> {

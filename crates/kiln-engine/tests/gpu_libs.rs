@@ -7,7 +7,6 @@
 //! optional argument filters tests by substring. Run: `KILN_GPU_REQUIRED=1 cargo test -p
 //! kiln-engine --release --test gpu_libs`.
 
-use std::panic::AssertUnwindSafe;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -50,54 +49,11 @@ const MODES: [MathMode; 4] = [
 const WORKSPACE: usize = 32 << 20;
 
 fn main() -> ExitCode {
-    let filter = std::env::args()
-        .skip(1)
-        .find(|a| !a.starts_with('-'))
-        .unwrap_or_default();
-    let selected: Vec<_> = TESTS.iter().filter(|(n, _)| n.contains(&filter)).collect();
-    let required = std::env::var("KILN_GPU_REQUIRED").is_ok_and(|v| v == "1");
-    let ctx = match setup() {
-        Ok(ctx) => ctx,
-        Err(reason) => {
-            println!("no CUDA device or library: {reason:#}");
-            for (name, _) in &selected {
-                println!("{name}: skipped: no CUDA device or library (above)");
-            }
-            println!("0 passed, 0 failed, {} skipped", selected.len());
-            return if required {
-                eprintln!("KILN_GPU_REQUIRED=1 but no usable CUDA device / cuBLASLt / cuDNN");
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            };
-        }
-    };
-    let (mut passed, mut failed) = (0, 0);
-    for (name, test) in &selected {
-        let start = std::time::Instant::now();
-        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| test(&ctx)));
-        let ms = start.elapsed().as_secs_f64() * 1e3;
-        match outcome {
-            Ok(Ok(())) => {
-                passed += 1;
-                println!("{name}: ok ({ms:.1} ms)");
-            }
-            Ok(Err(e)) => {
-                failed += 1;
-                println!("{name}: FAILED: {e:#}");
-            }
-            Err(_) => {
-                failed += 1;
-                println!("{name}: FAILED: panicked");
-            }
-        }
-    }
-    println!("{passed} passed, {failed} failed");
-    if failed > 0 {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }
+    kiln_cuda::gpu_test::run(
+        TESTS,
+        || setup().map_err(|reason| format!("no CUDA device, cuBLASLt or cuDNN: {reason:#}")),
+        |_| {},
+    )
 }
 
 fn setup() -> Result<Ctx> {
