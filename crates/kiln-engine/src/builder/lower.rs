@@ -16,20 +16,8 @@ use super::memory::{self, Interval, MemoryPlan};
 use super::passes;
 use crate::error::{EngineError, Result};
 
-/// Ops the engine lowers (the build error lists nodes of any other op).
-pub const SUPPORTED_OPS: &[&str] = &[
-    // views and copies
-    "Identity",
-    "Reshape",
-    "Flatten",
-    "Squeeze",
-    "Unsqueeze",
-    "Dropout",
-    // libraries
-    "Gemm",
-    "MatMul",
-    "Conv",
-    // elementwise unary
+/// Elementwise unary ops: one NVRTC template family.
+pub const UNARY_OPS: &[&str] = &[
     "Relu",
     "LeakyRelu",
     "Sigmoid",
@@ -54,6 +42,26 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Clip",
     "Not",
     "IsNaN",
+];
+
+/// Whether the engine lowers `op` (the build error lists nodes of any other op).
+pub fn is_supported(op: &str) -> bool {
+    SUPPORTED_OPS.contains(&op) || UNARY_OPS.contains(&op)
+}
+
+/// Ops the engine lowers besides [`UNARY_OPS`].
+pub const SUPPORTED_OPS: &[&str] = &[
+    // views and copies
+    "Identity",
+    "Reshape",
+    "Flatten",
+    "Squeeze",
+    "Unsqueeze",
+    "Dropout",
+    // libraries
+    "Gemm",
+    "MatMul",
+    "Conv",
     "Cast",
     // binary / ternary
     "Add",
@@ -130,8 +138,7 @@ pub fn unsupported_nodes(graph: &Graph, host_ops: bool) -> Vec<String> {
         .iter()
         .filter(|n| {
             let op = n.op_type.as_str();
-            !n.domain.is_empty()
-                || !(SUPPORTED_OPS.contains(&op) || host_ops && HOST_OPS.contains(&op))
+            !n.domain.is_empty() || !(is_supported(op) || host_ops && HOST_OPS.contains(&op))
         })
         .map(|n| {
             let domain = if n.domain.is_empty() {

@@ -50,7 +50,7 @@ fn programs(precision: Precision) -> Vec<(String, kiln_onnx::Graph, lower::Progr
 
 #[test]
 fn every_supported_op_is_wired() {
-    for op in SUPPORTED_OPS {
+    for op in SUPPORTED_OPS.iter().chain(lower::UNARY_OPS) {
         if VIEW_OPS.contains(op) {
             continue;
         }

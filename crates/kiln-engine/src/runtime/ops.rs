@@ -296,32 +296,8 @@ pub fn pool_kind(node: &Node) -> Result<PoolKind> {
     })
 }
 
-const UNARY: &[&str] = &[
-    "Relu",
-    "LeakyRelu",
-    "Sigmoid",
-    "HardSigmoid",
-    "HardSwish",
-    "Tanh",
-    "Gelu",
-    "Erf",
-    "Softplus",
-    "Elu",
-    "Selu",
-    "Mish",
-    "Sqrt",
-    "Reciprocal",
-    "Exp",
-    "Log",
-    "Abs",
-    "Neg",
-    "Floor",
-    "Ceil",
-    "Round",
-    "Clip",
-    "Not",
-    "IsNaN",
-];
+/// The unary ops (one list, owned by the lowering).
+pub(crate) use crate::builder::lower::UNARY_OPS as UNARY;
 
 /// Whether a node of `op` has a GPU implementation in the runtime (NVRTC or a library).
 pub fn wired(op: &str) -> bool {
