@@ -398,30 +398,12 @@ pub fn strides(layout: ConvLayout, dims: [usize; 4]) -> [usize; 4] {
     }
 }
 
-/// ONNX weights `[k, c, r, s]` reordered to `[k, r, s, c]` (cuDNN's NHWC filter layout).
-pub fn kcrs_to_krsc<T: Copy>(w: &[T], dims: [usize; 4]) -> LibResult<Vec<T>> {
-    let [k, c, r, s] = dims;
-    if k * c * r * s != w.len() {
-        return Err(invalid(format!("{} weights for dims {dims:?}", w.len())));
-    }
-    let mut out = Vec::with_capacity(w.len());
-    for kk in 0..k {
-        for rr in 0..r {
-            for ss in 0..s {
-                for cc in 0..c {
-                    out.push(w[((kk * c + cc) * r + rr) * s + ss]);
-                }
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// NCHW activations reordered to NHWC (tests and host-side conversions).
-pub fn nchw_to_nhwc<T: Copy>(x: &[T], dims: [usize; 4]) -> LibResult<Vec<T>> {
+/// `[a, b, c, d]` data reordered to `[a, c, d, b]` (axis 1 moved last); `what` names the data
+/// in the error.
+fn axis1_last<T: Copy>(x: &[T], dims: [usize; 4], what: &str) -> LibResult<Vec<T>> {
     let [n, c, h, w] = dims;
-    if n * c * h * w != x.len() {
-        return Err(invalid(format!("{} values for dims {dims:?}", x.len())));
+    if dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)) != Some(x.len()) {
+        return Err(invalid(format!("{} {what} for dims {dims:?}", x.len())));
     }
     let mut out = Vec::with_capacity(x.len());
     for nn in 0..n {
@@ -436,10 +418,20 @@ pub fn nchw_to_nhwc<T: Copy>(x: &[T], dims: [usize; 4]) -> LibResult<Vec<T>> {
     Ok(out)
 }
 
+/// ONNX weights `[k, c, r, s]` reordered to `[k, r, s, c]` (cuDNN's NHWC filter layout).
+pub fn kcrs_to_krsc<T: Copy>(w: &[T], dims: [usize; 4]) -> LibResult<Vec<T>> {
+    axis1_last(w, dims, "weights")
+}
+
+/// NCHW activations reordered to NHWC (tests and host-side conversions).
+pub fn nchw_to_nhwc<T: Copy>(x: &[T], dims: [usize; 4]) -> LibResult<Vec<T>> {
+    axis1_last(x, dims, "values")
+}
+
 /// NHWC activations back to NCHW.
 pub fn nhwc_to_nchw<T: Copy>(x: &[T], dims: [usize; 4]) -> LibResult<Vec<T>> {
     let [n, c, h, w] = dims;
-    if n * c * h * w != x.len() {
+    if dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)) != Some(x.len()) {
         return Err(invalid(format!("{} values for dims {dims:?}", x.len())));
     }
     let mut out = Vec::with_capacity(x.len());
