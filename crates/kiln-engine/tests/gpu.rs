@@ -1,7 +1,9 @@
 //! End-to-end GPU tests of kiln-engine (`harness = false`): every committed fixture is built,
 //! saved, loaded and run at batch 1 and 4 in fp32, tf32, fp16 and bf16, and compared with
-//! kiln-reference on fresh random inputs (outputs start as NaN-free zeros from the host path;
-//! a NaN in the result fails).
+//! kiln-reference on fresh random inputs, and with the inputs PyTorch's outputs were saved for
+//! (fixtures/manifest.json) against those. Inputs and outputs live in device buffers bound to
+//! the context; every output buffer is filled with NaN bytes before each run, and a NaN in the
+//! result fails.
 //!
 //! Without a CUDA device every case is reported as skipped and the run succeeds; set
 //! `KILN_GPU_REQUIRED=1` to make a missing device a failure. An optional argument filters
@@ -9,18 +11,25 @@
 //!
 //! Every plan must hold its NVRTC binaries (`kernel:` sections) and, when the model has
 //! Gemm/MatMul/Conv, its tactics. With `KILN_ZOO_DIR=DIR` (the output of
-//! `fixtures/export_zoo.py`), every `DIR/*.onnx` is also run in fp32 and fp16 at batch 2
-//! (dynamic non-batch dims at 128; i64 inputs random in {0, 1}: valid ids, masks and token
-//! types), against kiln-reference.
+//! `fixtures/export_zoo.py`), every model of its zoo_manifest.json (else every `DIR/*.onnx`) is
+//! run the same way: four precisions, batch 1 and 4 against kiln-reference (dynamic non-batch
+//! dims at 128; i64 inputs random in {0, 1}: valid ids, masks and token types), and PyTorch's
+//! saved batch-2 inputs against PyTorch's outputs. Expected values are computed once per model.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result, ensure};
-use kiln_core::{Engine as _, HostTensor, OptimizationProfile, Precision, ProfileInput};
-use kiln_engine::{BuildConfig, Builder, Engine, Plan};
+use kiln_core::{
+    DevicePtr, Engine as _, ExecutionContext as _, HostTensor, OptimizationProfile, Precision,
+    ProfileInput, StreamHandle,
+};
+use kiln_cuda::DeviceMemory as _;
+use kiln_engine::{BuildConfig, Builder, Engine, ExecutionContext, Plan};
 use kiln_reference::{Interpreter, Value};
+use ndarray_npy::ReadNpyExt;
 
 const FIXTURES: &[&str] = &[
     "mlp_legacy",
@@ -101,11 +110,144 @@ fn batch_profile(graph: &kiln_onnx::Graph) -> Result<OptimizationProfile> {
     Ok(OptimizationProfile { inputs })
 }
 
+/// One comparison of a run: inputs and the expected output values by name.
+struct Check {
+    label: String,
+    inputs: Vec<HostTensor>,
+    want: HashMap<String, Vec<f64>>,
+}
+
+/// rel-L2 of `got` against `want`; errors on a length mismatch or a non-finite value.
+fn rel_l2(name: &str, want: &[f64], got: &HostTensor) -> Result<f64> {
+    let g: Vec<f64> = got
+        .as_slice::<f32>()
+        .context("f32 output")?
+        .iter()
+        .map(|&v| f64::from(v))
+        .collect();
+    ensure!(
+        want.len() == g.len(),
+        "{name}: {} values, want {}",
+        g.len(),
+        want.len()
+    );
+    ensure!(g.iter().all(|v| v.is_finite()), "{name}: non-finite output");
+    let num: f64 = want.iter().zip(&g).map(|(a, b)| (a - b).powi(2)).sum();
+    let den: f64 = want.iter().map(|a| a * a).sum::<f64>().max(1e-30);
+    Ok((num / den).sqrt())
+}
+
+/// Checks against kiln-reference on random inputs at each batch.
+fn reference_checks(graph: &kiln_onnx::Graph, batches: &[usize]) -> Result<Vec<Check>> {
+    let reference = Interpreter::new(graph.clone())?;
+    let mut rng = fastrand::Rng::with_seed(42);
+    let mut checks = Vec::new();
+    for &batch in batches {
+        let (inputs, values) = random_inputs(graph, batch, &mut rng)?;
+        let want = reference
+            .run(values)?
+            .into_iter()
+            .map(|(k, v)| (k, v.to_f64_vec()))
+            .collect();
+        checks.push(Check {
+            label: format!("batch {batch} vs kiln-reference"),
+            inputs,
+            want,
+        });
+    }
+    Ok(checks)
+}
+
+/// The check against PyTorch's own outputs that `export_zoo.py` / `export.py` saved beside the
+/// model (`manifest` entry: input_files, output_files), if any.
+fn torch_check(dir: &Path, entry: &serde_json::Value) -> Result<Check> {
+    let files = |key: &str| -> Vec<(String, String)> {
+        entry[key]
+            .as_object()
+            .map(|o| {
+                o.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut inputs = Vec::new();
+    for (name, file) in files("input_files") {
+        let path = dir.join(&file);
+        let f = std::fs::File::open(&path).with_context(|| format!("{}", path.display()))?;
+        let t = match ndarray::ArrayD::<f32>::read_npy(f) {
+            Ok(a) => {
+                HostTensor::from_slice(name, a.shape(), &a.iter().copied().collect::<Vec<_>>())?
+            }
+            Err(_) => {
+                let f = std::fs::File::open(&path)?;
+                let a = ndarray::ArrayD::<i64>::read_npy(f)
+                    .with_context(|| format!("{}: neither f32 nor i64", path.display()))?;
+                HostTensor::from_slice(name, a.shape(), &a.iter().copied().collect::<Vec<_>>())?
+            }
+        };
+        inputs.push(t);
+    }
+    let mut want = HashMap::new();
+    for (name, file) in files("output_files") {
+        let path = dir.join(&file);
+        let a = ndarray::ArrayD::<f32>::read_npy(std::fs::File::open(&path)?)
+            .with_context(|| format!("{}", path.display()))?;
+        want.insert(name, a.iter().map(|&v| f64::from(v)).collect());
+    }
+    ensure!(
+        !inputs.is_empty() && !want.is_empty(),
+        "no saved PyTorch data"
+    );
+    Ok(Check {
+        label: "PyTorch's inputs vs PyTorch's outputs".into(),
+        inputs,
+        want,
+    })
+}
+
+/// Runs `inputs` through a fresh context with device buffers bound, the outputs filled with
+/// NaN bytes first (so a step that never writes its output cannot pass on stale memory).
+fn run_poisoned(engine: &Arc<Engine>, inputs: &[HostTensor]) -> Result<Vec<HostTensor>> {
+    let mut ctx = ExecutionContext::new(engine.clone())?;
+    let stream = ctx.stream().clone();
+    let alloc = kiln_cuda::DeviceAllocator::new(engine.device());
+    let mut keep = Vec::new();
+    for t in inputs {
+        ctx.set_input_shape(&t.name, &t.dims)?;
+        let mut b = alloc.alloc(t.data.len().max(1), &stream)?;
+        kiln_cuda::copy::htod(&stream, &t.data, &mut b)?;
+        ctx.bind(&t.name, DevicePtr(b.device_ptr()))?;
+        keep.push(b);
+    }
+    let mut outs = Vec::new();
+    for spec in engine.outputs() {
+        let dims = ctx.output_shape(&spec.name)?;
+        let t = HostTensor::zeros(spec.name.clone(), spec.dtype, &dims)?;
+        let mut b = alloc.alloc(t.data.len().max(1), &stream)?;
+        kiln_cuda::copy::htod(&stream, &vec![0xffu8; t.data.len()], &mut b)?;
+        ctx.bind(&spec.name, DevicePtr(b.device_ptr()))?;
+        outs.push((t, b));
+    }
+    // SAFETY: every bound address is a buffer in `keep` / `outs`, alive until the stream is
+    // synchronised below.
+    let run = unsafe { ctx.enqueue(StreamHandle(stream.id())) };
+    stream.synchronize()?;
+    run?;
+    let mut result = Vec::new();
+    for (mut t, b) in outs {
+        kiln_cuda::copy::dtoh(&stream, &b, &mut t.data)?;
+        result.push(t);
+    }
+    drop(keep);
+    Ok(result)
+}
+
 fn case(
     device: &Arc<kiln_cuda::Device>,
     path: &str,
     precision: Precision,
-    batches: &[usize],
+    checks: &[Check],
 ) -> Result<()> {
     let graph = kiln_onnx::load(path)?;
     let config = BuildConfig {
@@ -133,55 +275,88 @@ fn case(
         "plan round trip is not bit-exact"
     );
     let engine = Engine::from_plan(device, &plan)?;
-    let reference = Interpreter::new(graph.clone())?;
-    let mut rng = fastrand::Rng::with_seed(42);
-    for &batch in batches {
-        let (host, values) = random_inputs(&graph, batch, &mut rng)?;
-        let shapes: Vec<(&str, &[usize])> = host
+    for check in checks {
+        let shapes: Vec<(&str, &[usize])> = check
+            .inputs
             .iter()
             .map(|t| (t.name.as_str(), t.dims.as_slice()))
             .collect();
         let mem = engine.device_memory_size(&shapes)?;
-        let mut ctx = engine.clone().create_context()?;
-        let got = ctx.execute_host(&host)?;
-        let want = reference.run(values)?;
+        let got = run_poisoned(&engine, &check.inputs)?;
         for out in &got {
-            let w = want[&out.name].to_f64_vec();
-            let g: Vec<f64> = out
-                .as_slice::<f32>()
-                .context("f32 output")?
-                .iter()
-                .map(|&v| f64::from(v))
-                .collect();
-            ensure!(
-                w.len() == g.len(),
-                "{}: {} values, want {}",
-                out.name,
-                g.len(),
-                w.len()
-            );
-            ensure!(
-                g.iter().all(|v| v.is_finite()),
-                "{}: non-finite output",
-                out.name
-            );
-            let num: f64 = w.iter().zip(&g).map(|(a, b)| (a - b).powi(2)).sum();
-            let den: f64 = w.iter().map(|a| a * a).sum::<f64>().max(1e-30);
-            let rel = (num / den).sqrt();
+            let want = check
+                .want
+                .get(&out.name)
+                .with_context(|| format!("no expected values for output {}", out.name))?;
+            let rel = rel_l2(&out.name, want, out)?;
             ensure!(
                 rel <= tolerance(precision),
-                "{} batch {batch}: rel-L2 {rel:.3e} > {:.0e}",
+                "{} {}: rel-L2 {rel:.3e} > {:.0e}",
                 out.name,
+                check.label,
                 tolerance(precision)
             );
             println!(
-                "    {path} {} batch {batch} {}: rel-L2 {rel:.2e}, arena {mem} B",
+                "    {path} {} {} {}: rel-L2 {rel:.2e}, arena {mem} B",
                 precision.name(),
+                check.label,
                 out.name
             );
         }
     }
     Ok(())
+}
+
+/// The zoo's models (`KILN_ZOO_DIR`): from its zoo_manifest.json (with PyTorch's data) or, if
+/// there is none, every `*.onnx` in the folder.
+fn zoo_models(dir: &Path) -> Vec<(PathBuf, Option<serde_json::Value>)> {
+    let manifest: Option<serde_json::Value> = std::fs::read(dir.join("zoo_manifest.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    if let Some(models) = manifest.as_ref().and_then(|m| m["models"].as_array()) {
+        return models
+            .iter()
+            .filter_map(|m| Some((dir.join(m["file"].as_str()?), Some(m.clone()))))
+            .collect();
+    }
+    let mut models: Vec<_> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "onnx"))
+                .map(|p| (p, None))
+                .collect()
+        })
+        .unwrap_or_default();
+    models.sort_by(|a, b| a.0.cmp(&b.0));
+    models
+}
+
+/// A model and the precisions and batches it runs in.
+struct Model {
+    stem: String,
+    path: PathBuf,
+    precisions: Vec<Precision>,
+    batches: Vec<usize>,
+    /// The folder and manifest entry holding PyTorch's inputs and outputs, if any.
+    torch: Option<(PathBuf, serde_json::Value)>,
+}
+
+impl Model {
+    fn labels(&self, prefix: &str) -> Vec<(String, Precision)> {
+        self.precisions
+            .iter()
+            .map(|p| (format!("{prefix}{}_{}", self.stem, p.name()), *p))
+            .collect()
+    }
+
+    fn checks(&self, graph: &kiln_onnx::Graph) -> Result<Vec<Check>> {
+        let mut checks = reference_checks(graph, &self.batches)?;
+        if let Some((dir, entry)) = &self.torch {
+            checks.push(torch_check(dir, entry)?);
+        }
+        Ok(checks)
+    }
 }
 
 fn main() -> ExitCode {
@@ -190,52 +365,71 @@ fn main() -> ExitCode {
         .find(|a| !a.starts_with('-'))
         .unwrap_or_default();
     let required = std::env::var("KILN_GPU_REQUIRED").is_ok_and(|v| v == "1");
-    let precisions = [
+    let all = vec![
         Precision::Fp32,
         Precision::Tf32,
         Precision::Fp16,
         Precision::Bf16,
     ];
-    let fixtures = format!("{}/../../fixtures", env!("CARGO_MANIFEST_DIR"));
-    let mut cases: Vec<(String, String, Precision, Vec<usize>)> = FIXTURES
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures");
+    let fixture_manifest: Option<serde_json::Value> = std::fs::read(fixtures.join("manifest.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let mut models: Vec<(String, Model)> = FIXTURES
         .iter()
-        .flat_map(|f| {
-            let path = format!("{fixtures}/{f}.onnx");
-            precisions
-                .iter()
-                .map(move |p| (format!("{f}_{}", p.name()), path.clone(), *p, vec![1, 4]))
+        .map(|f| {
+            let entry = fixture_manifest
+                .as_ref()
+                .and_then(|m| m["models"].as_array())
+                .and_then(|ms| ms.iter().find(|m| m["file"] == format!("{f}.onnx")))
+                .cloned();
+            (
+                String::new(),
+                Model {
+                    stem: f.to_string(),
+                    path: fixtures.join(format!("{f}.onnx")),
+                    precisions: all.clone(),
+                    batches: vec![1, 4],
+                    torch: entry.map(|e| (fixtures.clone(), e)),
+                },
+            )
         })
         .collect();
-    if let Ok(dir) = std::env::var("KILN_ZOO_DIR") {
-        let mut models: Vec<_> = std::fs::read_dir(&dir)
-            .map(|d| {
-                d.flatten()
-                    .map(|e| e.path())
-                    .filter(|p| p.extension().is_some_and(|x| x == "onnx"))
-                    .collect()
-            })
-            .unwrap_or_default();
-        models.sort();
-        for m in models {
-            let stem = m
+    if let Some(dir) = std::env::var_os("KILN_ZOO_DIR").map(PathBuf::from) {
+        for (path, entry) in zoo_models(&dir) {
+            let stem = path
                 .file_stem()
                 .map(|s| s.to_string_lossy().to_string())
                 .unwrap_or_default();
-            for p in [Precision::Fp32, Precision::Fp16] {
-                cases.push((
-                    format!("zoo_{stem}_{}", p.name()),
-                    m.to_string_lossy().to_string(),
-                    p,
-                    vec![2],
-                ));
-            }
+            models.push((
+                "zoo_".into(),
+                Model {
+                    stem,
+                    path,
+                    precisions: all.clone(),
+                    batches: vec![1, 4],
+                    torch: entry.map(|e| (dir.clone(), e)),
+                },
+            ));
         }
     }
-    cases.retain(|(n, ..)| n.contains(&filter));
+    for (prefix, m) in models.iter_mut() {
+        let labels = m.labels(prefix);
+        m.precisions = labels
+            .into_iter()
+            .filter(|(l, _)| l.contains(&filter))
+            .map(|(_, p)| p)
+            .collect();
+    }
+    models.retain(|(_, m)| !m.precisions.is_empty());
+    let names: Vec<String> = models
+        .iter()
+        .flat_map(|(prefix, m)| m.labels(prefix).into_iter().map(|(l, _)| l))
+        .collect();
     let device = match kiln_cuda::Device::open(0) {
         Ok(d) => d,
         Err(e) => {
-            let names: Vec<&str> = cases.iter().map(|(n, ..)| n.as_str()).collect();
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
             println!(
                 "{}",
                 kiln_cuda::gpu_test::skip_report(&names, &e.to_string())
@@ -248,16 +442,27 @@ fn main() -> ExitCode {
         }
     };
     let mut failed = 0;
-    for (label, path, precision, batches) in &cases {
-        match case(&device, path, *precision, batches) {
-            Ok(()) => println!("ok      {label}"),
-            Err(e) => {
-                failed += 1;
-                println!("FAILED  {label}: {e:#}");
+    for (prefix, m) in &models {
+        let path = m.path.to_string_lossy().to_string();
+        // The expected values of a model are computed once and shared by its precisions.
+        let checks = kiln_onnx::load(&m.path)
+            .map_err(anyhow::Error::from)
+            .and_then(|g| m.checks(&g));
+        for (label, precision) in m.labels(prefix) {
+            let result = match &checks {
+                Ok(checks) => case(&device, &path, precision, checks),
+                Err(e) => Err(anyhow::anyhow!("expected values: {e:#}")),
+            };
+            match result {
+                Ok(()) => println!("ok      {label}"),
+                Err(e) => {
+                    failed += 1;
+                    println!("FAILED  {label}: {e:#}");
+                }
             }
         }
     }
-    println!("{} passed, {failed} failed", cases.len() - failed);
+    println!("{} passed, {failed} failed", names.len() - failed);
     if failed == 0 {
         ExitCode::SUCCESS
     } else {
