@@ -146,6 +146,8 @@ fn run_script(tests: &[String], benches: &[String]) -> String {
          here=$(cd \"$(dirname \"$0\")\" && pwd)\n\
          export LD_LIBRARY_PATH=\"${LD_LIBRARY_PATH:-}:/usr/local/cuda/lib64\"\n\
          export KILN_GPU_REQUIRED=1\n\
+         # The bundle sits in <repo>/target/device: the tests find the fixtures from there.\n\
+         if [ -d \"$here/../../fixtures\" ]; then export KILN_FIXTURES_DIR=\"$here/../../fixtures\"; fi\n\
          out=\"${OUT:-$here/out}\"; mkdir -p \"$out\"\n\
          nvidia-smi -L 2>/dev/null || echo 'nvidia-smi: not available'\n\
          failed=0; summary=\"\"\n",

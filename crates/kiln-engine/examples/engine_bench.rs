@@ -321,7 +321,9 @@ fn main() -> Result<()> {
     let mut models = args.models.clone();
     if models.is_empty() {
         let zoo = std::env::var_os("KILN_ZOO_DIR").map(PathBuf::from);
-        let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures");
+        let fixtures = std::env::var_os("KILN_FIXTURES_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures"));
         models = match zoo {
             Some(z) => vec![
                 z.join("resnet50_legacy.onnx"),

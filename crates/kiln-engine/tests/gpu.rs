@@ -7,7 +7,8 @@
 //!
 //! Without a CUDA device every case is reported as skipped and the run succeeds; set
 //! `KILN_GPU_REQUIRED=1` to make a missing device a failure. An optional argument filters
-//! cases by substring.
+//! cases by substring. `KILN_FIXTURES_DIR` points at the fixtures when the binary runs away
+//! from its checkout.
 //!
 //! Every plan must hold its NVRTC binaries (`kernel:` sections) and, when the model has
 //! Gemm/MatMul/Conv, its tactics. With `KILN_ZOO_DIR=DIR` (the output of
@@ -40,12 +41,25 @@ const FIXTURES: &[&str] = &[
     "transformer_dynamo",
 ];
 
+/// rel-L2 allowed per precision (the per-op tolerances of the engineering standards).
 fn tolerance(p: Precision) -> f64 {
     match p {
-        Precision::Fp32 => 1e-4,
-        Precision::Tf32 => 1e-2,
-        _ => 3e-2,
+        Precision::Fp32 => 1e-5,
+        Precision::Tf32 => 1e-3,
+        _ => 1e-2,
     }
+}
+
+/// The tolerance of one output of a zoo model: a deep network with random weights amplifies
+/// rounding layer after layer (ResNet-50's logits move ~30× the precision's epsilon), so a
+/// model whose manifest entry holds PyTorch's own error at this precision on the same GPU
+/// (`export_zoo.py --sensitivity`: `torch_precision_rel_l2`) is allowed twice that, and never
+/// less than [`tolerance`].
+fn model_tolerance(entry: Option<&serde_json::Value>, p: Precision, output: &str) -> f64 {
+    let torch = entry
+        .and_then(|e| e["torch_precision_rel_l2"][p.name()][output].as_f64())
+        .filter(|v| v.is_finite());
+    torch.map_or(tolerance(p), |t| tolerance(p).max(2.0 * t))
 }
 
 /// Random inputs at `batch` (other dynamic dims 128): (host tensors, reference values).
@@ -248,6 +262,7 @@ fn case(
     path: &str,
     precision: Precision,
     checks: &[Check],
+    entry: Option<&serde_json::Value>,
 ) -> Result<()> {
     let graph = kiln_onnx::load(path)?;
     let config = BuildConfig {
@@ -289,15 +304,15 @@ fn case(
                 .get(&out.name)
                 .with_context(|| format!("no expected values for output {}", out.name))?;
             let rel = rel_l2(&out.name, want, out)?;
+            let tol = model_tolerance(entry, precision, &out.name);
             ensure!(
-                rel <= tolerance(precision),
-                "{} {}: rel-L2 {rel:.3e} > {:.0e}",
+                rel <= tol,
+                "{} {}: rel-L2 {rel:.3e} > {tol:.2e}",
                 out.name,
                 check.label,
-                tolerance(precision)
             );
             println!(
-                "    {path} {} {} {}: rel-L2 {rel:.2e}, arena {mem} B",
+                "    {path} {} {} {}: rel-L2 {rel:.2e} (allowed {tol:.1e}), arena {mem} B",
                 precision.name(),
                 check.label,
                 out.name
@@ -371,7 +386,10 @@ fn main() -> ExitCode {
         Precision::Fp16,
         Precision::Bf16,
     ];
-    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures");
+    // The repo's fixtures; KILN_FIXTURES_DIR when the binary runs away from its checkout.
+    let fixtures = std::env::var_os("KILN_FIXTURES_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures"));
     let fixture_manifest: Option<serde_json::Value> = std::fs::read(fixtures.join("manifest.json"))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok());
@@ -450,7 +468,13 @@ fn main() -> ExitCode {
             .and_then(|g| m.checks(&g));
         for (label, precision) in m.labels(prefix) {
             let result = match &checks {
-                Ok(checks) => case(&device, &path, precision, checks),
+                Ok(checks) => case(
+                    &device,
+                    &path,
+                    precision,
+                    checks,
+                    m.torch.as_ref().map(|(_, e)| e),
+                ),
                 Err(e) => Err(anyhow::anyhow!("expected values: {e:#}")),
             };
             match result {
