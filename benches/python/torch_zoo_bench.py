@@ -90,17 +90,17 @@ def main(argv):
         for batch in (int(b) for b in a.batches.split(",")):
             host = {k: v.pin_memory() for k, v in inputs_at(name, batch, template, dtype).items()}
             dev = {k: v.to("cuda") for k, v in host.items()}
-            out = model(**dev)
+            out = model(*dev.values())
             outs = out if isinstance(out, tuple) else (out,)
             host_out = [torch.empty(o.shape, dtype=o.dtype).pin_memory() for o in outs]
             iters = a.iters if batch > 8 else a.iters * 4
 
             def compute():
-                model(**dev)
+                model(*dev.values())
 
             def with_transfer():
                 d = {k: v.to("cuda", non_blocking=True) for k, v in host.items()}
-                r = model(**d)
+                r = model(*d.values())
                 r = r if isinstance(r, tuple) else (r,)
                 for h, o in zip(host_out, r):
                     h.copy_(o, non_blocking=True)
