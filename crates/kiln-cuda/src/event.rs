@@ -6,6 +6,7 @@ use cudarc::driver::{CudaEvent, sys::CUevent_flags};
 
 use crate::device::Device;
 use crate::error::{CudaError, DriverContext, Result};
+use crate::ffi;
 use crate::stream::Stream;
 
 /// A CUDA event. Timing events can measure [`Event::elapsed_ms`]; others are cheaper.
@@ -59,6 +60,32 @@ impl Event {
             ));
         }
         self.inner.elapsed_ms(&end.inner).op("cuEventElapsedTime")
+    }
+
+    /// Captures the work queued so far on a stream kiln did not create, given by its raw
+    /// handle (`CUstream` as an integer; 0 is the legacy default stream). Prefer
+    /// [`ForeignStream`](crate::ForeignStream), which checks the handle's device once and then
+    /// offers this safely.
+    ///
+    /// # Safety
+    /// `stream` must be 0, `CU_STREAM_LEGACY` (1), `CU_STREAM_PER_THREAD` (2) or a live stream
+    /// (driver or runtime API) of this event's device context, and stay alive for the call.
+    /// The driver does not validate the handle: a destroyed or made-up one is undefined
+    /// behaviour, a stream of another context an error.
+    #[allow(unsafe_code)]
+    pub unsafe fn record_on_raw(&self, stream: u64) -> Result<()> {
+        // SAFETY: the caller's contract is `record_on_raw`'s.
+        unsafe { ffi::record_on_raw(&self.inner, ffi::raw_stream(stream)) }.op("cuEventRecord")
+    }
+
+    /// Makes later work on the raw `stream` wait for this event's recorded work.
+    ///
+    /// # Safety
+    /// As for [`Event::record_on_raw`].
+    #[allow(unsafe_code)]
+    pub unsafe fn wait_on_raw(&self, stream: u64) -> Result<()> {
+        // SAFETY: the caller's contract is `wait_on_raw`'s.
+        unsafe { ffi::wait_on_raw(ffi::raw_stream(stream), &self.inner) }.op("cuStreamWaitEvent")
     }
 
     pub(crate) fn cuda_event(&self) -> &CudaEvent {

@@ -13,7 +13,7 @@ use std::ffi::{c_char, c_int, c_uint};
 use std::ptr::NonNull;
 use std::sync::Arc;
 
-use cudarc::driver::{CudaContext, CudaFunction, CudaStream, DriverError, result, sys};
+use cudarc::driver::{CudaContext, CudaEvent, CudaFunction, CudaStream, DriverError, result, sys};
 
 // ---------------------------------------------------------------------------------------------
 // Shared libraries (probe)
@@ -310,6 +310,79 @@ fn c_chars_to_string(chars: Vec<c_char>) -> String {
         .take_while(|&b| b != 0)
         .collect();
     String::from_utf8_lossy(&bytes).into_owned()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw stream handles (streams kiln did not create, e.g. kiln-core's `StreamHandle`)
+
+/// A raw `CUstream` from its integer form (0 is the legacy default stream).
+pub(crate) fn raw_stream(handle: u64) -> sys::CUstream {
+    handle as usize as sys::CUstream
+}
+
+/// The context a raw stream belongs to (`cuStreamGetCtx`), asked with `ctx` current, so that
+/// the special handles (null, `CU_STREAM_LEGACY`, `CU_STREAM_PER_THREAD`) name `ctx`.
+///
+/// # Safety
+/// `stream` is null, a special handle, or a stream created (through the driver or the runtime
+/// API) in this process and not yet destroyed. The driver does not check the handle: anything
+/// else is undefined behaviour.
+pub(crate) unsafe fn raw_stream_context(
+    ctx: &CudaContext,
+    stream: sys::CUstream,
+) -> Result<sys::CUcontext, DriverError> {
+    ctx.bind_to_thread()?;
+    let mut out: sys::CUcontext = std::ptr::null_mut();
+    // SAFETY: `out` is a writable CUcontext for the duration of the call; `stream` is valid as
+    // the caller promised.
+    unsafe { sys::cuStreamGetCtx(stream, &mut out) }.result()?;
+    Ok(out)
+}
+
+/// Records `event` after the work queued so far on the raw `stream` (`cuEventRecord`).
+///
+/// # Safety
+/// `stream` is a live stream (or a special handle) of `event`'s context, as established by
+/// [`raw_stream_context`], and stays alive for the call.
+pub(crate) unsafe fn record_on_raw(
+    event: &CudaEvent,
+    stream: sys::CUstream,
+) -> Result<(), DriverError> {
+    event.context().bind_to_thread()?;
+    // SAFETY: `event` is live (borrowed); `stream` as the caller promised.
+    unsafe { result::event::record(event.cu_event(), stream) }
+}
+
+/// Makes later work on the raw `stream` wait for `event`'s recorded work (`cuStreamWaitEvent`).
+///
+/// # Safety
+/// As for [`record_on_raw`].
+pub(crate) unsafe fn wait_on_raw(
+    stream: sys::CUstream,
+    event: &CudaEvent,
+) -> Result<(), DriverError> {
+    event.context().bind_to_thread()?;
+    // SAFETY: `event` is live (borrowed); `stream` as the caller promised.
+    unsafe {
+        result::stream::wait_event(
+            stream,
+            event.cu_event(),
+            sys::CUevent_wait_flags::CU_EVENT_WAIT_DEFAULT,
+        )
+    }
+}
+
+/// Blocks until the work queued on the raw `stream` is done (`cuStreamSynchronize`).
+///
+/// # Safety
+/// As for [`record_on_raw`], with `ctx` the stream's context.
+pub(crate) unsafe fn synchronize_raw(
+    ctx: &CudaContext,
+    stream: sys::CUstream,
+) -> Result<(), DriverError> {
+    ctx.bind_to_thread()?;
+    // SAFETY: `stream` as the caller promised.
+    unsafe { result::stream::synchronize(stream) }
 }
 
 // ---------------------------------------------------------------------------------------------

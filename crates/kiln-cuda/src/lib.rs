@@ -5,7 +5,9 @@
 //!   absence is an `Err` ([`CudaError::LibraryMissing`], [`CudaError::NoDevice`], ...), never a
 //!   panic. [`Probe`] reports versions for the engine's plan header.
 //! - [`Device`] and [`list_devices`]: GPUs with name, compute capability, memory, SMs, L2.
-//! - [`Stream`], [`StreamPool`] (priorities), [`Event`] (ordering, `elapsed_ms`).
+//! - [`Stream`], [`StreamPool`] (priorities), [`Event`] (ordering, `elapsed_ms`);
+//!   [`ForeignStream`]: a stream kiln did not create, by its raw handle, checked once to belong
+//!   to the device, then ordered against kiln's streams with events.
 //! - [`CachingAllocator`] over [`RawAllocator`]: size classes, per-stream free lists with
 //!   stream-ordered reuse, stats, a hard limit, OOM recovery. [`DeviceAllocator`] is its CUDA
 //!   form, handing out [`DeviceBuffer`]s; [`DeviceArena`] carves one allocation per execution
@@ -15,7 +17,10 @@
 //! - [`graph`]: capture, instantiate, replay, update.
 //! - [`AxpbKernel`]: a tiny NVRTC kernel for tests and benches.
 //!
-//! All `unsafe` code lives in the private `ffi` module, each block with its safety argument.
+//! All `unsafe` blocks that reach CUDA live in the private `ffi` module, each with its safety
+//! argument. The only public `unsafe fn`s take raw stream handles ([`ForeignStream::from_raw`],
+//! [`Event::record_on_raw`], [`Event::wait_on_raw`]): they state their contract and forward to
+//! `ffi`.
 //!
 //! # Features
 //! `cuda-13000` (default) binds the CUDA 13.0 API; `--no-default-features --features cuda-12`
@@ -64,7 +69,7 @@ pub use kernels::AxpbKernel;
 pub use memory::{CudaRaw, DeviceAllocator, DeviceArena, DeviceBuffer, DeviceMemory, DeviceView};
 pub use pinned::{PinnedBuffer, PinnedPool};
 pub use probe::{Library, LibraryInfo, Probe};
-pub use stream::{Priority, Stream, StreamPool};
+pub use stream::{ForeignStream, Priority, Stream, StreamPool};
 
 /// The cudarc version this crate is built on, re-exported for cuBLAS/cuDNN users.
 pub use cudarc;

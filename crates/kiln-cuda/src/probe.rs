@@ -162,6 +162,7 @@ const DRIVER_SYMBOLS: &[&str] = &[
     "cuStreamDestroy_v2",
     "cuStreamSynchronize",
     "cuStreamWaitEvent",
+    "cuStreamGetCtx",
     "cuEventCreate",
     "cuEventRecord",
     "cuEventQuery",

@@ -6,8 +6,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use cudarc::driver::{CudaStream, result};
 
 use crate::device::Device;
-use crate::error::{DriverContext, Result};
+use crate::error::{CudaError, DriverContext, Result};
 use crate::event::Event;
+use crate::ffi;
 
 /// Scheduling priority of a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -87,6 +88,90 @@ impl Stream {
     /// The cudarc stream, for libraries (cuBLAS, cuDNN) that take it.
     pub fn cuda_stream(&self) -> &Arc<CudaStream> {
         &self.inner
+    }
+}
+
+/// A stream kiln did not create, known by its raw handle (`CUstream` as an integer, as
+/// kiln-core's `StreamHandle` carries it): the stream of a caller, another library or the CUDA
+/// runtime. Checked once, at [`ForeignStream::from_raw`], to belong to the device's context;
+/// after that, ordering work against kiln's own streams with events is safe.
+///
+/// The value does not own the stream: it never destroys it.
+#[derive(Debug)]
+pub struct ForeignStream {
+    handle: u64,
+    device: Arc<Device>,
+}
+
+impl ForeignStream {
+    /// Wraps the raw stream `handle` of `device` (0 is the legacy default stream). Fails
+    /// (`CudaError::Invalid`) when the driver says the stream belongs to another context, e.g.
+    /// another GPU.
+    ///
+    /// # Safety
+    /// `handle` must be 0, `CU_STREAM_LEGACY` (1), `CU_STREAM_PER_THREAD` (2) or a stream
+    /// created in this process (driver or runtime API) that is not destroyed while the
+    /// returned value is used. The driver cannot check a handle: a destroyed or made-up one is
+    /// undefined behaviour, here or in any later call.
+    #[allow(unsafe_code)]
+    pub unsafe fn from_raw(device: &Arc<Device>, handle: u64) -> Result<ForeignStream> {
+        let ctx = device.cuda_context();
+        // SAFETY: the caller promised a valid handle.
+        let owner = unsafe { ffi::raw_stream_context(ctx, ffi::raw_stream(handle)) }
+            .op("cuStreamGetCtx")?;
+        if owner != ctx.cu_ctx() {
+            return Err(CudaError::Invalid(format!(
+                "stream {handle:#x} belongs to another CUDA context than device {} ({}); \
+                 pass a stream of that device",
+                device.info().index,
+                device.info().name
+            )));
+        }
+        Ok(ForeignStream {
+            handle,
+            device: device.clone(),
+        })
+    }
+
+    /// The raw handle.
+    pub fn handle(&self) -> u64 {
+        self.handle
+    }
+
+    /// The device.
+    pub fn device(&self) -> &Arc<Device> {
+        &self.device
+    }
+
+    /// Captures the work queued on this stream so far into `event` (an event of the same
+    /// device).
+    #[allow(unsafe_code)]
+    pub fn record_into(&self, event: &Event) -> Result<()> {
+        // SAFETY: `from_raw` checked the handle's context, and its caller keeps the stream
+        // alive while `self` is used.
+        unsafe { event.record_on_raw(self.handle) }
+    }
+
+    /// Records a new (non-timing) event after the work queued so far.
+    pub fn record(&self) -> Result<Event> {
+        let e = Event::new(&self.device, false)?;
+        self.record_into(&e)?;
+        Ok(e)
+    }
+
+    /// Makes later work on this stream wait for `event`'s recorded work.
+    #[allow(unsafe_code)]
+    pub fn wait(&self, event: &Event) -> Result<()> {
+        // SAFETY: as in `record_into`.
+        unsafe { event.wait_on_raw(self.handle) }
+    }
+
+    /// Blocks until the work queued on this stream is done.
+    #[allow(unsafe_code)]
+    pub fn synchronize(&self) -> Result<()> {
+        // SAFETY: as in `record_into`; the stream belongs to the device's context.
+        unsafe { ffi::synchronize_raw(self.device.cuda_context(), ffi::raw_stream(self.handle)) }
+            .op("cuStreamSynchronize")
     }
 }
 

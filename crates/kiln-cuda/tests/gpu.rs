@@ -10,8 +10,9 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, Result, bail, ensure};
 use kiln_cuda::{
-    AxpbKernel, CudaError, Device, DeviceAllocator, DeviceArena, DeviceMemory, Event, Overlap,
-    PinnedBuffer, PinnedPool, Priority, Probe, Stream, StreamPool, copy, graph, list_devices,
+    AxpbKernel, CudaError, Device, DeviceAllocator, DeviceArena, DeviceMemory, Event,
+    ForeignStream, Overlap, PinnedBuffer, PinnedPool, Priority, Probe, Stream, StreamPool, copy,
+    graph, list_devices,
 };
 
 struct Ctx {
@@ -39,6 +40,7 @@ const TESTS: &[(&str, TestFn)] = &[
     ("nvrtc_kernel_matches_cpu", nvrtc_kernel_matches_cpu),
     ("graph_capture_replay_update", graph_capture_replay_update),
     ("overlap_matches_serial", overlap_matches_serial),
+    ("foreign_stream_ordering", foreign_stream_ordering),
 ];
 
 fn main() -> ExitCode {
@@ -419,4 +421,82 @@ fn overlap_matches_serial(ctx: &Ctx) -> Result<()> {
     copy::dtoh(&compute_s, &out, &mut got)?;
     let want: Vec<f32> = x.iter().map(|&v| a * v + b).collect();
     check_equal("overlap", &got, &want)
+}
+
+/// What `chain` computes, on the CPU (same operations, no FMA: bit-exact).
+fn chain_cpu(x: &[f32], scale: f32) -> Vec<f32> {
+    x.iter()
+        .map(|&v| {
+            (0..10).fold(v, |v, i| {
+                let (a, b) = (scale * (1.0 + i as f32 * 0.01), 0.5 - i as f32 * 0.1);
+                a * v + b
+            })
+        })
+        .collect()
+}
+
+/// A stream known only by its raw handle (`ForeignStream`) is ordered against kiln's streams
+/// by events, both ways: a copy on it waits for kernels queued on a kiln stream, and a copy on
+/// a kiln stream waits for kernels queued on it. The legacy default stream (0) is accepted;
+/// with two GPUs, a stream of the other one is refused.
+fn foreign_stream_ordering(ctx: &Ctx) -> Result<()> {
+    let n = 16 << 20;
+    let x = random_f32(n, 7);
+    let want = chain_cpu(&x, 1.0);
+    let kiln_s = Stream::new(&ctx.device)?;
+    let other = Stream::new(&ctx.device)?;
+    // SAFETY: `other` is a live stream of this device and outlives `foreign`.
+    let foreign = unsafe { ForeignStream::from_raw(&ctx.device, other.id()) }?;
+    ensure!(foreign.handle() == other.id());
+
+    // kiln stream → foreign stream: ten kernels on `kiln_s`, the copy back on `other`.
+    let mut bufs = [
+        ctx.alloc.alloc(n * 4, &kiln_s)?,
+        ctx.alloc.alloc(n * 4, &kiln_s)?,
+    ];
+    bufs[1].fill(0xFF)?;
+    copy::htod(&kiln_s, &x, &mut bufs[0])?;
+    chain(ctx, &kiln_s, &mut bufs, 1.0, n)?;
+    let done = kiln_s.record()?;
+    foreign.wait(&done)?;
+    let mut got = vec![0f32; n];
+    copy::dtoh(&other, &bufs[0], &mut got)?;
+    check_equal("kiln stream -> foreign stream", &got, &want)?;
+
+    // foreign stream → kiln stream: the kernels on `other`, the copy back on `kiln_s`.
+    kiln_s.synchronize()?;
+    for b in &mut bufs {
+        b.set_stream(&other);
+    }
+    copy::htod(&other, &x, &mut bufs[0])?;
+    bufs[1].fill(0xFF)?;
+    chain(ctx, &other, &mut bufs, 1.0, n)?;
+    let done = foreign.record()?;
+    kiln_s.wait(&done)?;
+    let mut got = vec![0f32; n];
+    copy::dtoh(&kiln_s, &bufs[0], &mut got)?;
+    check_equal("foreign stream -> kiln stream", &got, &want)?;
+    foreign.synchronize()?;
+
+    // The legacy default stream.
+    // SAFETY: 0 is the legacy default stream, valid in every context.
+    let legacy = unsafe { ForeignStream::from_raw(&ctx.device, 0) }?;
+    let e = Event::new(&ctx.device, false)?;
+    legacy.record_into(&e)?;
+    legacy.wait(&e)?;
+    legacy.synchronize()?;
+    e.synchronize()?;
+
+    if kiln_cuda::device_count()? >= 2 {
+        let dev1 = Device::open(1)?;
+        let s1 = Stream::new(&dev1)?;
+        // SAFETY: `s1` is a live stream (of device 1, which device 0 must refuse).
+        match unsafe { ForeignStream::from_raw(&ctx.device, s1.id()) } {
+            Err(CudaError::Invalid(m)) => ensure!(m.contains("another CUDA context"), "{m}"),
+            other => bail!("a stream of device 1 as one of device 0: {other:?}"),
+        }
+    } else {
+        println!("  one GPU: the other-device refusal is not exercised");
+    }
+    Ok(())
 }

@@ -3,14 +3,15 @@
 use std::sync::Arc;
 
 use kiln_core::{BackendError, DevicePtr, HostTensor, StreamHandle};
-use kiln_cuda::{DeviceBuffer, DeviceMemory, Stream};
+use kiln_cuda::{DeviceBuffer, DeviceMemory, Event, ForeignStream, Stream};
 
 use super::exec::{self, Addresses};
 use super::{Engine, ShapeKey, check_dims, unknown};
 use crate::error::{EngineError, Result};
 
 /// One context of an [`Engine`]: runs on its own stream with its own arena; many contexts of
-/// one engine run concurrently.
+/// one engine run concurrently. `enqueue` accepts any stream of the device and orders the run
+/// against it with events (see the `kiln_core::ExecutionContext` impl).
 pub struct ExecutionContext {
     engine: Arc<Engine>,
     stream: Arc<Stream>,
@@ -19,6 +20,8 @@ pub struct ExecutionContext {
     outputs: Vec<Option<DevicePtr>>,
     arena: Option<DeviceBuffer>,
     workspace: Option<DeviceBuffer>,
+    /// Events ordering a run against a caller's stream: (caller's work ready, run done).
+    fences: Option<(Event, Event)>,
 }
 
 impl ExecutionContext {
@@ -37,6 +40,7 @@ impl ExecutionContext {
             outputs: vec![None; no],
             arena: None,
             workspace: None,
+            fences: None,
         })
     }
 
@@ -112,6 +116,40 @@ impl ExecutionContext {
             workspace_bytes: self.workspace.as_ref().map_or(0, |w| w.capacity()),
         };
         exec::run(&self.engine, &program, &addrs, &self.stream)
+    }
+
+    /// The two events that order a run against a caller's stream (created on first use).
+    fn fences(&mut self) -> Result<&(Event, Event)> {
+        let fences = match self.fences.take() {
+            Some(f) => f,
+            None => {
+                let dev = &self.engine.device;
+                (Event::new(dev, false)?, Event::new(dev, false)?)
+            }
+        };
+        Ok(self.fences.insert(fences))
+    }
+
+    /// Enqueues one run on the context's stream, ordered after the work queued on `caller` so
+    /// far, and makes `caller` wait for the run (see the trait impl's `enqueue`).
+    ///
+    /// # Safety
+    /// As [`ExecutionContext::enqueue_own`], with "until `caller` passes this run" for "until
+    /// the stream's work finishes".
+    pub unsafe fn enqueue_after(&mut self, caller: &ForeignStream) -> Result<()> {
+        let stream = self.stream.clone();
+        let (ready, _) = self.fences()?;
+        caller.record_into(ready)?;
+        stream.wait(ready)?;
+        // SAFETY: the caller's contract; the bound memory outlives the run because `caller`
+        // waits for it below.
+        let run = unsafe { self.enqueue_own() };
+        // Whatever the run queued (all of it, or the part before an error) comes before the
+        // caller's later work.
+        let (_, done) = self.fences()?;
+        done.record(&stream)?;
+        caller.wait(done)?;
+        run
     }
 
     fn run_host(&mut self, inputs: &[HostTensor]) -> Result<Vec<HostTensor>> {
@@ -219,19 +257,37 @@ impl kiln_core::ExecutionContext for ExecutionContext {
         Ok(())
     }
 
+    /// Enqueues one run ordered on `stream`, which may be any CUDA stream of the engine's device
+    /// (0, the legacy default stream, included); the run itself executes on the context's own
+    /// stream ([`ExecutionContext::stream`]):
+    ///
+    /// - `stream` is the context's own: the run is queued on it, nothing more.
+    /// - any other stream: an event recorded on `stream` makes the context's stream wait for the
+    ///   work queued on `stream` so far (e.g. the copies that filled the inputs); the run is
+    ///   queued on the context's stream; then an event recorded on the context's stream makes
+    ///   `stream` wait for the run. Work the caller queues on `stream` afterwards (copies of the
+    ///   outputs, the next run's input copies) sees the outputs, and nothing on `stream` has to
+    ///   synchronise with the context's stream by hand. Neither stream blocks the host.
+    ///
+    /// If the run fails part way, `stream` is still made to wait for whatever it queued, and
+    /// the run's error is returned. A stream of another device (another CUDA context) is an
+    /// error, before anything is queued.
+    ///
+    /// # Safety
+    /// The trait's contract: every bound address is live device memory of the tensor's size
+    /// until `stream` passes this run, and `stream` is a live stream of the engine's device
+    /// (the driver cannot check a raw handle; a destroyed or made-up one is undefined
+    /// behaviour).
     unsafe fn enqueue(&mut self, stream: StreamHandle) -> Result<(), BackendError> {
-        if stream.0 != self.stream.id() {
-            return Err(BackendError::Unsupported {
-                backend: "kiln".into(),
-                what: format!(
-                    "enqueue on stream {:#x}: a kiln context runs on its own stream ({:#x}, \
-                     ExecutionContext::stream); order other work against it with events",
-                    stream.0,
-                    self.stream.id()
-                ),
-            });
+        if stream.0 == self.stream.id() {
+            // SAFETY: the caller upholds the trait's contract for the bound addresses.
+            return Ok(unsafe { self.enqueue_own() }?);
         }
-        // SAFETY: the caller upholds the trait's contract for the bound addresses.
-        Ok(unsafe { self.enqueue_own() }?)
+        // SAFETY: the trait's contract makes `stream` a live stream; its device is checked.
+        let caller = unsafe { ForeignStream::from_raw(&self.engine.device, stream.0) }
+            .map_err(EngineError::from)?;
+        // SAFETY: as above; `enqueue_after` orders the run between `caller`'s work before and
+        // after it, so the bound memory is in use only until `caller` passes the run.
+        Ok(unsafe { self.enqueue_after(&caller) }?)
     }
 }
