@@ -14,7 +14,9 @@
 //!   context's stream, median / p90 / min of `iters` runs after 10 warm-ups,
 //! - transfer-inclusive latency: pinned host inputs copied in, enqueue, outputs copied back to
 //!   pinned memory, all between the events,
-//! - the enqueue call's host time (median; the CPU cost of launching a run).
+//! - the enqueue call's host time (median; the CPU cost of launching a run),
+//! - a per-step profile of one more run (events around every step): time by op type and the
+//!   slowest steps are printed, every step goes into the JSON.
 //!
 //! Without a CUDA device it says so and exits 0.
 
@@ -257,6 +259,8 @@ fn bench_one(
                 })
         },
     )?;
+    // SAFETY: as for `enqueue` above; run_profiled waits for the stream before returning.
+    let profile = unsafe { ctx.run_profiled() }?;
     let (c, e, x) = (stats(compute), stats(host_enqueue), stats(transfer));
     let model = path
         .file_stem()
@@ -273,6 +277,21 @@ fn bench_one(
         batch as f64 / (c.median * 1e-3),
         plan_bytes as f64 / 1e6,
     );
+    println!(
+        "      profiled run {:.3} ms over {} steps; by op:",
+        profile.total_ms,
+        profile.steps.len()
+    );
+    for t in profile.by_op().iter().take(12) {
+        println!("        {:24} {:4} steps {:9.3} ms", t.op, t.count, t.ms);
+    }
+    println!("      slowest steps:");
+    for st in profile.slowest(8) {
+        println!(
+            "        {:9.3} ms  {} {} {:?} [{}]",
+            st.ms, st.op, st.name, st.output_dims, st.kernel
+        );
+    }
     if !finite {
         bail!("{model}: non-finite output values");
     }
@@ -293,6 +312,11 @@ fn bench_one(
         "with_transfer": stats_json(&x),
         "enqueue_host": stats_json(&e),
         "throughput_per_s": batch as f64 / (c.median * 1e-3),
+        "profile": {
+            "total_ms": profile.total_ms,
+            "by_op": profile.by_op(),
+            "steps": profile.steps,
+        },
     }))
 }
 

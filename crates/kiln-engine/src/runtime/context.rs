@@ -6,6 +6,7 @@ use kiln_core::{BackendError, DevicePtr, HostTensor, StreamHandle};
 use kiln_cuda::{DeviceBuffer, DeviceMemory, Event, ForeignStream, Stream};
 
 use super::exec::{self, Addresses};
+use super::profile::Profile;
 use super::{Engine, ShapeKey, check_dims, unknown};
 use crate::error::{EngineError, Result};
 
@@ -80,6 +81,28 @@ impl ExecutionContext {
     /// As [`kiln_core::ExecutionContext::enqueue`]: every bound address must be live device
     /// memory of the tensor's size until the stream's work finishes.
     pub unsafe fn enqueue_own(&mut self) -> Result<()> {
+        self.with_addresses(|engine, program, addrs, stream| {
+            exec::run(engine, program, addrs, stream)
+        })
+    }
+
+    /// One run on the context's stream with a pair of timing events around every step; waits
+    /// for the stream and returns each step's GPU time (`kiln bench --dump-profile`'s table).
+    ///
+    /// # Safety
+    /// As [`ExecutionContext::enqueue_own`].
+    pub unsafe fn run_profiled(&mut self) -> Result<Profile> {
+        self.with_addresses(|engine, program, addrs, stream| {
+            exec::run_profiled(engine, program, addrs, stream)
+        })
+    }
+
+    /// Resolves the program for the set shapes, the bindings, the arena and the workspace,
+    /// then calls `f` with them.
+    fn with_addresses<T>(
+        &mut self,
+        f: impl FnOnce(&Engine, &super::Prepared, &Addresses<'_>, &Stream) -> Result<T>,
+    ) -> Result<T> {
         let key = self.key()?;
         let program = self.engine.program(&key)?;
         let bind = |v: &[Option<DevicePtr>], specs: &[kiln_core::TensorSpec]| {
@@ -115,7 +138,7 @@ impl ExecutionContext {
             workspace: self.workspace.as_ref().map_or(0, |w| w.device_ptr()),
             workspace_bytes: self.workspace.as_ref().map_or(0, |w| w.capacity()),
         };
-        exec::run(&self.engine, &program, &addrs, &self.stream)
+        f(&self.engine, &program, &addrs, &self.stream)
     }
 
     /// The two events that order a run against a caller's stream (created on first use).

@@ -159,6 +159,54 @@ pub(crate) fn run(
     Ok(())
 }
 
+/// [`run`] with a pair of timing events around every step; waits for the stream and returns
+/// each step's GPU time.
+pub(crate) fn run_profiled(
+    engine: &Engine,
+    prep: &Prepared,
+    a: &Addresses<'_>,
+    stream: &Stream,
+) -> Result<super::profile::Profile> {
+    use super::profile::{Profile, StepTime, describe, output_dims};
+    let r = Run {
+        engine,
+        prep,
+        a,
+        stream,
+    };
+    let steps = &prep.program.steps;
+    let events = (0..=steps.len())
+        .map(|_| kiln_cuda::Event::new(&engine.device, true))
+        .collect::<kiln_cuda::Result<Vec<_>>>()?;
+    for (i, step) in steps.iter().enumerate() {
+        events[i].record(stream)?;
+        run_step(&r, i, step)?;
+    }
+    events[steps.len()].record(stream)?;
+    stream.synchronize()?;
+    let mut profile = Profile::default();
+    for (i, step) in steps.iter().enumerate() {
+        let (name, op) = describe(step);
+        let kernel = match prep.libs.get(i).and_then(Option::as_ref) {
+            Some(LibCall::Gemm { tactic, .. }) | Some(LibCall::MatMul { tactic, .. }) => {
+                format!("cuBLASLt {tactic:?}")
+            }
+            Some(LibCall::Conv { tactic, .. }) => format!("cuDNN {tactic:?}"),
+            None => "nvrtc".into(),
+        };
+        profile.steps.push(StepTime {
+            index: i,
+            name,
+            op,
+            kernel,
+            output_dims: output_dims(&prep.program, step),
+            ms: f64::from(events[i].elapsed_ms(&events[i + 1])?),
+        });
+    }
+    profile.total_ms = f64::from(events[0].elapsed_ms(&events[steps.len()])?);
+    Ok(profile)
+}
+
 fn run_step(r: &Run<'_>, index: usize, step: &Step) -> Result<()> {
     let tensors = &r.prep.program.tensors;
     let first = || -> Result<(TensorId, TensorId)> {

@@ -16,10 +16,12 @@ mod exec;
 pub mod libs;
 pub mod ops;
 mod prepare;
+pub mod profile;
 
 pub use context::ExecutionContext;
 pub(crate) use prepare::Prepared;
 pub use prepare::{KERNEL_SEP, finish_build, kernel_binaries, kernel_sections};
+pub use profile::{OpTotal, Profile, StepTime};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
