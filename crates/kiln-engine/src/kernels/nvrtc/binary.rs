@@ -123,7 +123,7 @@ fn kernel(name: &str, bty: &str, oty: &str, load: &str, store: &str) -> String {
          KILN_GRID_LOOP(i, n) {{\n        \
          long long oa, ob;\n        \
          if (rank == 1) {{ oa = i * sa.v[0]; ob = i * sb.v[0]; }}\n        \
-         else {{ oa = kiln_offset(i, shape, sa, rank); ob = kiln_offset(i, shape, sb, rank); }}\n        \
+         else {{ kiln_offset2(i, shape, sa, sb, rank, oa, ob); }}\n        \
          {load}\n        {store}\n    }}\n}}\n"
     )
 }

@@ -147,9 +147,11 @@ pub fn collapse(shape: &[usize], strides: &[Vec<i64>]) -> (Vec<usize>, Vec<Vec<i
 /// Threads per block of the elementwise kernels.
 pub const BLOCK: u32 = 256;
 
-/// Grid size of a grid-stride loop over `n` elements (at least 1 block, at most 2^20).
+/// Grid size of a grid-stride loop over `n` elements (at least 1 block, at most 2^16: 16 M
+/// threads, dozens of waves on any GPU, and each thread's setup is shared by several
+/// elements).
 pub fn grid_for(n: usize) -> u32 {
-    let blocks = n.div_ceil(BLOCK as usize).clamp(1, 1 << 20);
+    let blocks = n.div_ceil(BLOCK as usize).clamp(1, 1 << 16);
     blocks as u32
 }
 
@@ -239,7 +241,7 @@ mod tests {
         assert!(Dims::shape(&[1; 9], "t").is_err());
         assert_eq!(grid_for(0), 1);
         assert_eq!(grid_for(257), 2);
-        assert_eq!(grid_for(usize::MAX / 2), 1 << 20);
+        assert_eq!(grid_for(usize::MAX / 2), 1 << 16);
         assert_eq!(row_block(1), 32);
         assert_eq!(row_block(768), 256);
         assert_eq!(row_block(1 << 20), 1024);

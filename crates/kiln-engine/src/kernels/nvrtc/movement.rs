@@ -36,7 +36,7 @@ pub fn module(size: usize) -> Result<ModuleSpec> {
          KILN_GRID_LOOP(i, n) {{\n        \
          long long so, dO;\n        \
          if (rank == 1) {{ so = i * ss.v[0]; dO = i * ds.v[0]; }}\n        \
-         else {{ so = kiln_offset(i, shape, ss, rank); dO = kiln_offset(i, shape, ds, rank); }}\n        \
+         else {{ kiln_offset2(i, shape, ss, ds, rank, so, dO); }}\n        \
          dst[doff + dO] = src[soff + so];\n    }}\n}}\n\
          extern \"C\" __global__ void kiln_tile(const E* src, E* dst, long long n, KDims out_shape,\n    \
          KDims in_shape, KDims in_strides, int rank) {{\n    \
