@@ -13,17 +13,23 @@ use crate::error::Result;
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PassReport {
     pub folded_nodes: usize,
+    /// Variadic Sum/Min/Max/Mean nodes rewritten as binary steps.
+    #[serde(default)]
+    pub variadic_rewrites: usize,
     pub removed_identities: usize,
     pub folded_batchnorms: usize,
     pub dead_nodes: usize,
 }
 
-/// Constant folding (kiln-reference), Identity/Dropout removal, BatchNorm folded into the
-/// Conv or Gemm before it, and dead-node elimination.
+/// Constant folding (kiln-reference), variadic ops as binary steps, Identity/Dropout removal,
+/// BatchNorm folded into the Conv or Gemm before it, and dead-node elimination.
 pub fn optimize(graph: &Graph) -> Result<(Graph, PassReport)> {
     let mut report = PassReport::default();
     let (mut g, fold) = kiln_reference::fold_constants(graph)?;
     report.folded_nodes = fold.folded_nodes;
+    let p = variadic_to_binary(&g);
+    report.variadic_rewrites = p.touched_nodes();
+    g = p.apply(&g)?;
     let p = remove_identities(&g);
     report.removed_identities = p.touched_nodes();
     g = p.apply(&g)?;
@@ -35,6 +41,112 @@ pub fn optimize(graph: &Graph) -> Result<(Graph, PassReport)> {
     g = p.apply(&g)?;
     tracing::debug!(?report, nodes = g.nodes.len(), "builder passes done");
     Ok((g, report))
+}
+
+/// Variadic Sum / Min / Max / Mean (any number of inputs, numpy broadcasting) as the binary
+/// steps the kernels run, folded left to right as kiln-reference does: one input becomes an
+/// Identity; `n` inputs become `n - 1` binary nodes (Sum and Mean as Add) through fresh
+/// values; Mean then divides by `n`, a scalar initialiser of the input's element type (so
+/// integer Means truncate, as the reference's). Sum/Min/Max of two inputs stay as they are
+/// (the binary kernels take them); a Mean whose element type is unknown stays too, and the
+/// lowering reports it.
+pub fn variadic_to_binary(graph: &Graph) -> GraphPatch {
+    let mut p = GraphPatch::new("variadic-to-binary");
+    let mut taken: HashSet<String> = graph
+        .inputs
+        .iter()
+        .chain(&graph.outputs)
+        .chain(&graph.value_info)
+        .map(|v| v.name.clone())
+        .chain(graph.initializers.iter().map(|t| t.name().to_string()))
+        .chain(graph.nodes.iter().flat_map(|n| n.outputs.iter().cloned()))
+        .collect();
+    let mut fresh = |base: String| -> String {
+        let name = (0..)
+            .map(|k| {
+                if k == 0 {
+                    base.clone()
+                } else {
+                    format!("{base}.{k}")
+                }
+            })
+            .find(|n| !taken.contains(n))
+            .unwrap_or_default();
+        taken.insert(name.clone());
+        name
+    };
+    for (i, n) in graph.nodes.iter().enumerate() {
+        let op = n.op_type.as_str();
+        if !n.domain.is_empty() || !matches!(op, "Sum" | "Min" | "Max" | "Mean") {
+            continue;
+        }
+        let ins: Vec<&String> = n.inputs.iter().filter(|s| !s.is_empty()).collect();
+        let Some(out) = n.output(0) else { continue };
+        if ins.is_empty() || (op != "Mean" && ins.len() == 2) {
+            continue;
+        }
+        let step = |op_type: &str, k: usize, inputs: Vec<String>, output: String| Node {
+            name: format!("{}@{}{k}", n.name, op_type.to_lowercase()),
+            op_type: op_type.into(),
+            inputs,
+            outputs: vec![output],
+            index: n.index,
+            ..Node::default()
+        };
+        if ins.len() == 1 {
+            p.replace_node(i, step("Identity", 0, vec![ins[0].clone()], out.into()));
+            continue;
+        }
+        // Mean's divisor: `n` in the input's element type.
+        let count = if op == "Mean" {
+            let dtype = graph
+                .value(ins[0])
+                .and_then(|v| v.dtype)
+                .or_else(|| graph.initializer(ins[0]).map(Tensor::dtype));
+            let bytes = dtype.and_then(|t| {
+                crate::runtime::ops::fill_bytes(t, ins.len() as f64)
+                    .ok()
+                    .map(|b| (t, b))
+            });
+            let Some((dtype, bytes)) = bytes else {
+                continue;
+            };
+            let name = fresh(format!("{out}@count"));
+            let Ok(t) = Tensor::from_bytes(&name, dtype, Vec::new(), bytes) else {
+                continue;
+            };
+            Some(t)
+        } else {
+            None
+        };
+        let bin = if op == "Min" || op == "Max" {
+            op
+        } else {
+            "Add"
+        };
+        let last = if count.is_some() {
+            fresh(format!("{out}@sum"))
+        } else {
+            out.to_string()
+        };
+        let mut nodes = Vec::with_capacity(ins.len());
+        let mut acc = ins[0].clone();
+        for (k, x) in ins[1..].iter().enumerate() {
+            let o = if k + 2 == ins.len() {
+                last.clone()
+            } else {
+                fresh(format!("{out}@{}{k}", bin.to_lowercase()))
+            };
+            nodes.push(step(bin, k, vec![acc, (*x).clone()], o.clone()));
+            acc = o;
+        }
+        if let Some(c) = count {
+            nodes.push(step("Div", 0, vec![acc, c.name().to_string()], out.into()));
+            p.add_initializer(c);
+        }
+        p.expand_node(i, nodes);
+    }
+    p
 }
 
 /// Identity and Dropout (inference: the identity; its mask output unread) removed by

@@ -14,8 +14,9 @@ use crate::error::{EngineError, Result};
 pub struct GraphPatch {
     /// Which pass made it (for messages).
     pub pass: &'static str,
-    /// Nodes (by position in `graph.nodes`) replaced by a new node at the same position.
-    replace: BTreeMap<usize, Node>,
+    /// Nodes (by position in `graph.nodes`) replaced by new nodes (in order) at the same
+    /// position.
+    replace: BTreeMap<usize, Vec<Node>>,
     /// Nodes (by position) removed.
     remove: BTreeSet<usize>,
     /// Readers of the first value read the second instead.
@@ -43,7 +44,13 @@ impl GraphPatch {
 
     /// Replaces the node at `index`.
     pub fn replace_node(&mut self, index: usize, node: Node) {
-        self.replace.insert(index, node);
+        self.replace.insert(index, vec![node]);
+    }
+
+    /// Replaces the node at `index` by `nodes`, run in this order where it was (at least one:
+    /// use [`GraphPatch::remove_node`] to remove a node).
+    pub fn expand_node(&mut self, index: usize, nodes: Vec<Node>) {
+        self.replace.insert(index, nodes);
     }
 
     /// Removes the node at `index`.
@@ -88,6 +95,9 @@ impl GraphPatch {
         if let Some(i) = self.replace.keys().find(|i| self.remove.contains(i)) {
             return Err(self.fail(format!("node {i} is both replaced and removed")));
         }
+        if let Some((i, _)) = self.replace.iter().find(|(_, v)| v.is_empty()) {
+            return Err(self.fail(format!("node {i} is replaced by no node")));
+        }
         let outputs: HashSet<&str> = graph.outputs.iter().map(|o| o.name.as_str()).collect();
         if let Some((from, _)) = self
             .rewire
@@ -126,11 +136,17 @@ impl GraphPatch {
             if self.remove.contains(&i) {
                 continue;
             }
-            let mut node = self.replace.get(&i).unwrap_or(node).clone();
-            for input in node.inputs.iter_mut().filter(|s| !s.is_empty()) {
-                *input = resolve(input)?;
+            let new = self
+                .replace
+                .get(&i)
+                .map_or(std::slice::from_ref(node), Vec::as_slice);
+            for node in new {
+                let mut node = node.clone();
+                for input in node.inputs.iter_mut().filter(|s| !s.is_empty()) {
+                    *input = resolve(input)?;
+                }
+                out.nodes.push(node);
             }
-            out.nodes.push(node);
         }
         out.initializers
             .retain(|t| !self.drop_initializers.contains(t.name()));
@@ -254,5 +270,29 @@ mod tests {
         p.rewire("a", "b");
         p.rewire("b", "a");
         assert!(p.apply(&g).is_err());
+        let mut p = GraphPatch::new("t");
+        p.expand_node(1, Vec::new());
+        assert!(p.apply(&g).unwrap_err().to_string().contains("no node"));
+    }
+
+    #[test]
+    fn expand_into_several_nodes() {
+        let g = graph();
+        let mut p = GraphPatch::new("t");
+        p.expand_node(
+            1,
+            vec![node("Relu", &["a"], &["r"]), node("Exp", &["r"], &["y"])],
+        );
+        let out = p.apply(&g).unwrap();
+        let ops: Vec<&str> = out.nodes.iter().map(|n| n.op_type.as_str()).collect();
+        assert_eq!(ops, ["Identity", "Relu", "Exp"]);
+        assert_eq!(p.touched_nodes(), 1);
+        // a reader of a value defined later fails the closure guard
+        let mut p = GraphPatch::new("t");
+        p.expand_node(
+            1,
+            vec![node("Exp", &["r"], &["y"]), node("Relu", &["a"], &["r"])],
+        );
+        assert!(p.apply(&g).unwrap_err().to_string().contains("reads 'r'"));
     }
 }
