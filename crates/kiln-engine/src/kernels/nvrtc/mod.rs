@@ -10,7 +10,8 @@
 //! - [`layout`]: shape and stride math (broadcasting, dimension collapsing, launch sizes);
 //! - one file per kernel family: [`unary`], [`binary`] (with Where), [`cast`], [`reduce`]
 //!   (with ArgMax/ArgMin), [`softmax`], [`norm`], [`pool`], [`movement`] (Transpose, Slice,
-//!   Expand, Concat, Split, Tile: strided copies), [`gather`], [`pad`], [`resize`].
+//!   Expand, Concat, Split, Tile: strided copies), [`gather`], [`gather_nd`], [`pad`],
+//!   [`resize`].
 //!
 //! Every launch function takes raw device addresses ([`DevicePtr`]), shapes, the element type
 //! and a [`kiln_cuda::Stream`]; it checks what it can on the host (ranks, sizes, types) and
@@ -27,6 +28,7 @@ pub mod cache;
 pub mod cast;
 mod ffi;
 pub mod gather;
+pub mod gather_nd;
 pub mod layout;
 pub mod library;
 pub mod movement;

@@ -6,7 +6,9 @@
 //! output whose window holds no input element is 0. AveragePool sums in f32 and divides by
 //! the taps inside the input, or with `count_include_pad` by the taps inside the input and
 //! its explicit pads (not those that `ceil_mode` adds past the end). GlobalMaxPool propagates
-//! NaN; GlobalAveragePool is the f32 mean.
+//! NaN; GlobalAveragePool is the f32 mean. MaxPool's optional `Indices` (int64) are flat
+//! positions in the whole input, row-major or with `storage_order = 1` column-major over the
+//! spatial axes, -1 for an empty window.
 
 use kiln_core::DataType;
 use kiln_cuda::Stream;
@@ -21,14 +23,14 @@ const BODY: &str = r#"
 extern "C" __global__ void kiln_pool2d(const A_s* px, A_s* py, long long n, long long H,
     long long W, long long OH, long long OW, long long KH, long long KW, long long SH,
     long long SW, long long DH, long long DW, long long PT, long long PL, long long PB,
-    long long PR, int mode) {
+    long long PR, int mode, long long* pidx, int col_major) {
     KILN_GRID_LOOP(i, n) {
         long long ow = i % OW, t = i / OW;
         long long oh = t % OH, nc = t / OH;
         const long long base = nc * H * W;
         float best = 0.f, sum = 0.f;
         int found = 0;
-        long long cnt = 0, padded = 0;
+        long long cnt = 0, padded = 0, bh = 0, bw = 0;
         for (long long kh = 0; kh < KH; ++kh) {
             long long h = oh * SH - PT + kh * DH;
             for (long long kw = 0; kw < KW; ++kw) {
@@ -37,7 +39,7 @@ extern "C" __global__ void kiln_pool2d(const A_s* px, A_s* py, long long n, long
                 if (h < 0 || h >= H || w < 0 || w >= W) continue;
                 float v = A_tof(A_ld(px, base + h * W + w));
                 if (mode == 0) {
-                    if (!found || v > best) { best = v; found = 1; }
+                    if (!found || v > best) { best = v; found = 1; bh = h; bw = w; }
                 } else {
                     sum += v;
                     cnt++;
@@ -48,6 +50,7 @@ extern "C" __global__ void kiln_pool2d(const A_s* px, A_s* py, long long n, long
         if (mode == 0) y = best;
         else y = sum / (float)(mode == 2 ? padded : cnt);
         A_st(py, i, A_fromf(y));
+        if (pidx) pidx[i] = found ? base + (col_major ? bh + bw * H : bh * W + bw) : -1;
     }
 }
 
@@ -141,6 +144,58 @@ pub fn pool2d(
     x: DevicePtr,
     y: DevicePtr,
 ) -> Result<()> {
+    launch_pool2d(lib, stream, dtype, kind, nc, w, (x, y), None)
+}
+
+/// Where MaxPool writes its `Indices` output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolIndices {
+    /// int64, one per output element.
+    pub ptr: DevicePtr,
+    /// ONNX `storage_order = 1`: spatial positions counted column-major (`h + w * H`).
+    pub column_major: bool,
+}
+
+/// MaxPool over `nc` planes that also writes `Indices`: flat positions in the whole input
+/// `[N, C, H, W]` (`plane * H * W` plus the spatial position, row-major or column-major),
+/// -1 where the window holds no input element (kiln-reference's convention).
+#[allow(clippy::too_many_arguments)]
+pub fn max_pool2d_with_indices(
+    lib: &KernelLibrary,
+    stream: &Stream,
+    dtype: DataType,
+    nc: usize,
+    w: &Window2d,
+    x: DevicePtr,
+    y: DevicePtr,
+    indices: PoolIndices,
+) -> Result<()> {
+    if indices.ptr.0 == 0 {
+        return Err(invalid("max_pool", "the Indices address is 0"));
+    }
+    launch_pool2d(
+        lib,
+        stream,
+        dtype,
+        PoolKind::Max,
+        nc,
+        w,
+        (x, y),
+        Some(indices),
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn launch_pool2d(
+    lib: &KernelLibrary,
+    stream: &Stream,
+    dtype: DataType,
+    kind: PoolKind,
+    nc: usize,
+    w: &Window2d,
+    (x, y): (DevicePtr, DevicePtr),
+    indices: Option<PoolIndices>,
+) -> Result<()> {
     let t = ctype(dtype)
         .filter(|_| is_float(dtype))
         .ok_or_else(|| unsupported("pooling", dtype))?;
@@ -182,6 +237,8 @@ pub fn pool2d(
         l(w.pad_end[0]),
         l(w.pad_end[1]),
         Arg::I32(mode),
+        Arg::Ptr(indices.map_or(0, |i| i.ptr.0)),
+        Arg::I32(i32::from(indices.is_some_and(|i| i.column_major))),
     ];
     lib.launch(
         stream,
@@ -249,5 +306,6 @@ mod tests {
         assert_eq!(Window2d::output_len(7, 3, 1, 2, (0, 0), false), Some(3));
         let m = module(DataType::F16).unwrap();
         assert_eq!(m.source.matches('{').count(), m.source.matches('}').count());
+        assert!(m.source.contains("long long* pidx, int col_major"));
     }
 }
