@@ -8,7 +8,9 @@
 //! dim. A tuple with a component outside `[-d, d)` (which kiln-reference rejects) writes
 //! zeros for its whole slice instead of reading out of bounds; when the indices are a
 //! constant of the model the builder reports such a tuple at build time instead
-//! (`builder::checks`). Kernels depend only on the element size, like Gather's.
+//! (`builder::checks`). Kernels depend only on the element size, like Gather's. The loop
+//! over a tuple is unrolled to the kernels' maximum rank, so `dims` and `strides` are indexed
+//! with constants and stay in the parameter space.
 
 use kiln_core::DataType;
 use kiln_cuda::Stream;
@@ -38,12 +40,14 @@ pub fn module(size: usize) -> Result<ModuleSpec> {
              long long s = i % slice, t = i / slice;\n        \
              long long off = (t / tuples) * batch_elems + s;\n        \
              int ok = 1;\n        \
-             for (int j = 0; j < k; ++j) {{\n            \
+             #pragma unroll\n        \
+             for (int j = 0; j < KILN_MAX_RANK; ++j) {{\n            \
+             if (j >= k) continue;\n            \
              long long v = (long long)idx[t * k + j];\n            \
              long long d = dims.v[j];\n            \
              if (v < 0) v += d;\n            \
-             if (v < 0 || v >= d) {{ ok = 0; break; }}\n            \
-             off += v * strides.v[j];\n        }}\n        \
+             if (v < 0 || v >= d) ok = 0;\n            \
+             else off += v * strides.v[j];\n        }}\n        \
              out[i] = ok ? data[off] : (E)0;\n    }}\n}}\n"
         ));
     }
