@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use kiln_core::{DataType, Shape, checked_element_count};
 use kiln_onnx::{Graph, Node};
 
+use super::checks;
 use super::memory::{self, Interval, MemoryPlan};
 use super::passes;
 use crate::error::{EngineError, Result};
@@ -71,6 +72,9 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Pow",
     "Min",
     "Max",
+    // variadic: more or fewer than two inputs become binary steps (passes::variadic_to_binary)
+    "Sum",
+    "Mean",
     "Equal",
     "Less",
     "Greater",
@@ -111,6 +115,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Split",
     "Slice",
     "Gather",
+    "GatherND",
     "Pad",
     "Expand",
     "Tile",
@@ -268,6 +273,8 @@ pub fn lower(graph: &Graph, compute: DataType) -> Result<Program> {
                 )
             }),
     );
+    bad.extend(graph.nodes.iter().filter_map(checks::variadic_left));
+    bad.extend(checks::constant_index_errors(graph));
     if !bad.is_empty() {
         return Err(EngineError::UnsupportedNodes { nodes: bad });
     }
@@ -328,37 +335,68 @@ pub fn lower(graph: &Graph, compute: DataType) -> Result<Program> {
         );
         by_name.insert(t.name().to_string(), id);
     }
+    // Tensors a kernel writes in f32 whatever the engine stores (LayerNormalization's
+    // statistics), with the storage type their readers take; `narrowed` holds the copy made
+    // for readers (one Cast step, at the first reader).
+    let mut wide: HashMap<TensorId, DataType> = HashMap::new();
+    let mut narrowed: HashMap<TensorId, TensorId> = HashMap::new();
     for node in &graph.nodes {
-        let inputs = node
-            .inputs
-            .iter()
-            .map(|i| {
-                if i.is_empty() {
-                    Ok(None)
-                } else {
-                    by_name
-                        .get(i)
-                        .copied()
-                        .map(Some)
-                        .ok_or_else(|| EngineError::Lowering {
-                            node: node.name.clone(),
-                            op: node.op_type.clone(),
-                            message: format!("input '{i}' is not defined"),
-                        })
-                }
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let mut inputs = Vec::with_capacity(node.inputs.len());
+        for i in &node.inputs {
+            if i.is_empty() {
+                inputs.push(None);
+                continue;
+            }
+            let mut id = by_name
+                .get(i)
+                .copied()
+                .ok_or_else(|| EngineError::Lowering {
+                    node: node.name.clone(),
+                    op: node.op_type.clone(),
+                    message: format!("input '{i}' is not defined"),
+                })?;
+            if let Some(&st) = wide.get(&id) {
+                id = match narrowed.get(&id) {
+                    Some(&n) => n,
+                    None => {
+                        let src = &tensors[id];
+                        let (name, dims) = (format!("{}@{st}", src.name), src.dims.clone());
+                        let n = add(&mut tensors, &name, st, dims, Storage::Arena(0));
+                        steps.push(Step {
+                            kind: StepKind::Cast,
+                            inputs: vec![Some(id)],
+                            outputs: vec![n],
+                        });
+                        narrowed.insert(id, n);
+                        n
+                    }
+                };
+            }
+            inputs.push(Some(id));
+        }
         let (node, inputs) = pre_pad_conv(node, inputs, &mut tensors, &mut steps)?;
         let node = &node;
         let mut outputs = Vec::new();
         let is_view = VIEW_OPS.contains(&node.op_type.as_str());
-        for o in node.outputs.iter().filter(|o| !o.is_empty()) {
+        for (pos, o) in node.outputs.iter().enumerate() {
+            if o.is_empty() {
+                continue;
+            }
             let (dt, dims) = known(o)?;
             let storage = match (is_view, inputs.first().copied().flatten()) {
                 (true, Some(src)) => Storage::View(src),
                 _ => Storage::Arena(0),
             };
-            let id = add(&mut tensors, o, storage_dtype(dt, compute), dims, storage);
+            let st = storage_dtype(dt, compute);
+            let written = if writes_f32(node, pos) {
+                DataType::F32
+            } else {
+                st
+            };
+            let id = add(&mut tensors, o, written, dims, storage);
+            if written != st {
+                wide.insert(id, st);
+            }
             by_name.insert(o.clone(), id);
             outputs.push(id);
         }
@@ -405,6 +443,13 @@ pub fn lower(graph: &Graph, compute: DataType) -> Result<Program> {
         arena_bytes,
         output_dims,
     })
+}
+
+/// Whether the kernel of `node` writes output `pos` in f32 whatever the engine's storage type:
+/// LayerNormalization's Mean and InvStdDev (f32 per the spec's default `stash_type`; readers
+/// in a half engine get a cast copy, a graph output keeps the f32 values).
+fn writes_f32(node: &Node, pos: usize) -> bool {
+    node.domain.is_empty() && node.op_type == "LayerNormalization" && (pos == 1 || pos == 2)
 }
 
 /// The tensor whose bytes `id` uses (following views).

@@ -4,11 +4,14 @@
 //! profile's `opt` shapes as a check, plan assembly); [`Builder::build`] adds the device:
 //! its fingerprint goes into the header.
 
+mod checks;
 pub mod lower;
 pub mod memory;
 pub mod passes;
 pub mod patch;
 
+#[cfg(test)]
+mod op_tests;
 #[cfg(test)]
 mod tests;
 

@@ -7,12 +7,13 @@ use kiln_onnx::Node;
 
 use crate::builder::lower::{Program, Step, StepKind, window_pads};
 use crate::error::{EngineError, Result};
+use crate::kernels::nvrtc::gather_nd::GatherNdGeometry;
 use crate::kernels::nvrtc::library::ModuleSpec;
 use crate::kernels::nvrtc::pool::{PoolKind, Window2d};
 use crate::kernels::nvrtc::reduce::ReduceOp;
 use crate::kernels::nvrtc::unary::UnaryOp;
 use crate::kernels::nvrtc::{
-    binary, cast, gather, layout, movement, norm, pad, pool, reduce, softmax, unary,
+    binary, cast, gather, gather_nd, layout, movement, norm, pad, pool, reduce, softmax, unary,
 };
 
 pub(crate) fn node_err(node: &Node, message: impl std::fmt::Display) -> EngineError {
@@ -306,8 +307,10 @@ pub fn wired(op: &str) -> bool {
         || reduce_op(op).is_some()
         || matches!(
             op,
-            // BatchNormalization: Mul + Add after specialisation (builder::lower)
+            // BatchNormalization: Mul + Add after specialisation (builder::lower); Mean:
+            // Add steps then a Div (builder::passes::variadic_to_binary)
             "BatchNormalization"
+                | "Mean"
                 | "Identity"
                 | "Dropout"
                 | "Cast"
@@ -330,6 +333,7 @@ pub fn wired(op: &str) -> bool {
                 | "Expand"
                 | "Tile"
                 | "Gather"
+                | "GatherND"
                 | "Pad"
                 | "Gemm"
                 | "MatMul"
@@ -345,7 +349,8 @@ pub fn check_program(p: &Program, math: crate::kernels::gemm::MathMode) -> Vec<S
     for step in &p.steps {
         let r = modules_for(step, p)
             .and_then(|_| super::libs::lib_desc(step, p, math))
-            .and_then(|_| check_types(step, p));
+            .and_then(|_| check_types(step, p))
+            .and_then(|_| check_operands(step, p));
         if let Err(e) = r {
             let what = match &step.kind {
                 StepKind::Node(n) => format!("node #{} '{}': {}", n.index, n.name, n.op_type),
@@ -381,6 +386,104 @@ fn check_types(step: &Step, p: &Program) -> Result<()> {
         if !unary::supports(&u, dt) {
             return Err(node_err(node, format!("no {dt} kernel")));
         }
+    }
+    Ok(())
+}
+
+/// The step output that holds node output `pos` (`None`: the node leaves it out). Lowering
+/// gives a step only the node's non-empty outputs, in order.
+pub(crate) fn output_slot(node: &Node, step: &Step, pos: usize) -> Option<usize> {
+    if node.outputs.get(pos).is_none_or(String::is_empty) {
+        return None;
+    }
+    let k = node.outputs[..pos].iter().filter(|o| !o.is_empty()).count();
+    step.outputs.get(k).copied()
+}
+
+/// The GatherND geometry of a step (data dims, indices dims, `batch_dims`).
+pub(crate) fn gather_nd_geometry(
+    node: &Node,
+    step: &Step,
+    p: &Program,
+) -> Result<GatherNdGeometry> {
+    let t = |i: usize| {
+        step.inputs
+            .get(i)
+            .copied()
+            .flatten()
+            .map(|id| &p.tensors[id])
+            .ok_or_else(|| node_err(node, format!("input {i} is missing")))
+    };
+    let (data, idx) = (t(0)?, t(1)?);
+    if !matches!(idx.dtype, DataType::I64 | DataType::I32) {
+        return Err(node_err(
+            node,
+            format!("indices of type {} (int64 or int32 only)", idx.dtype),
+        ));
+    }
+    let b = node
+        .attr_int("batch_dims")
+        .map_err(|e| node_err(node, e))?
+        .unwrap_or(0);
+    GatherNdGeometry::new(&data.dims, &idx.dims, b).map_err(|e| node_err(node, e))
+}
+
+/// Operand checks of the node steps whose launch would otherwise find the problem at run
+/// time: binary steps take exactly two inputs, pooling windows fit the kernels, MaxPool's
+/// `Indices` are int64, LayerNormalization's statistics are f32, GatherND's shapes fit.
+fn check_operands(step: &Step, p: &Program) -> Result<()> {
+    let StepKind::Node(node) = &step.kind else {
+        return Ok(());
+    };
+    let op = node.op_type.as_str();
+    let dims = |id: Option<usize>| id.map_or(&[][..], |i| p.tensors[i].dims.as_slice());
+    if binary_op(op).is_some() && step.inputs.len() != 2 {
+        return Err(node_err(
+            node,
+            format!(
+                "{} inputs where the kernel takes two (the builder's variadic-to-binary pass \
+                 rewrites Sum/Min/Max/Mean; rebuild the plan)",
+                step.inputs.len()
+            ),
+        ));
+    }
+    match op {
+        "MaxPool" | "AveragePool" => {
+            let x = dims(step.inputs.first().copied().flatten());
+            let y = dims(step.outputs.first().copied());
+            pool_window(node, x, y)?;
+            if let Some(i) = output_slot(node, step, 1)
+                && p.tensors[i].dtype != DataType::I64
+            {
+                return Err(node_err(node, "Indices must be int64"));
+            }
+        }
+        "LayerNormalization" => {
+            for pos in [1, 2] {
+                if let Some(i) = output_slot(node, step, pos)
+                    && p.tensors[i].dtype != DataType::F32
+                {
+                    return Err(node_err(
+                        node,
+                        format!(
+                            "output {pos} is stored as {}; the kernel writes f32 statistics",
+                            p.tensors[i].dtype
+                        ),
+                    ));
+                }
+            }
+        }
+        "GatherND" => {
+            let g = gather_nd_geometry(node, step, p)?;
+            let y = dims(step.outputs.first().copied());
+            if g.out_shape != y {
+                return Err(node_err(
+                    node,
+                    format!("GatherND gives {:?}, inferred {y:?}", g.out_shape),
+                ));
+            }
+        }
+        _ => {}
     }
     Ok(())
 }
@@ -432,6 +535,7 @@ pub fn modules_for(step: &Step, p: &Program) -> Result<Vec<ModuleSpec>> {
             vec![k(movement::module(size(dt)))?]
         }
         "Gather" => vec![k(gather::module(size(dt)))?],
+        "GatherND" => vec![k(gather_nd::module(size(dt)))?],
         "Pad" => vec![k(pad::module(size(dt)))?],
         "Gemm" => vec![k(movement::module(size(out_dt)))?],
         _ => Vec::new(),

@@ -132,13 +132,18 @@ pub(crate) fn run_node(r: &Run<'_>, step: &Step, node: &Node) -> Result<()> {
                 .attr_float("epsilon")
                 .map_err(|x| node_err(node, x))?
                 .unwrap_or(1e-5);
-            let stat = |i: usize| -> Result<DevicePtr> {
-                match step.outputs.get(i) {
+            // Mean (output 1) and InvStdDev (output 2): f32 tensors (lowering keeps them f32
+            // in every engine), by position since either may be left out.
+            let stat = |pos: usize| -> Result<DevicePtr> {
+                match output_slot(node, step, pos) {
                     None => Ok(DevicePtr(0)),
-                    Some(&o) if tensors[o].dtype == DataType::F32 => r.ptr(o),
-                    Some(_) => Err(node_err(
+                    Some(o) if tensors[o].dtype == DataType::F32 => r.ptr(o),
+                    Some(o) => Err(node_err(
                         node,
-                        "Mean/InvStdDev outputs of a half-precision engine",
+                        format!(
+                            "output {pos} is {}, the kernel writes f32",
+                            tensors[o].dtype
+                        ),
                     )),
                 }
             };
@@ -177,12 +182,18 @@ pub(crate) fn run_node(r: &Run<'_>, step: &Step, node: &Node) -> Result<()> {
             norm::group_norm(lib, s, dt, geo, groups, per_group, eps, io).map_err(e)
         }
         "MaxPool" | "AveragePool" => {
-            if step.outputs.len() > 1 {
-                return Err(node_err(node, "MaxPool's Indices output"));
-            }
             let w = pool_window(node, xd, yd)?;
             let nc = xd[0] * xd[1];
-            pool::pool2d(lib, s, dt, pool_kind(node)?, nc, &w, px, py).map_err(e)
+            match output_slot(node, step, 1) {
+                Some(ix) if op == "MaxPool" => {
+                    let indices = pool::PoolIndices {
+                        ptr: r.ptr(ix)?,
+                        column_major: attr_i("storage_order", 0)? != 0,
+                    };
+                    pool::max_pool2d_with_indices(lib, s, dt, nc, &w, px, py, indices).map_err(e)
+                }
+                _ => pool::pool2d(lib, s, dt, pool_kind(node)?, nc, &w, px, py).map_err(e),
+            }
         }
         "GlobalAveragePool" | "GlobalMaxPool" => {
             if xd.len() < 2 {
@@ -260,6 +271,12 @@ pub(crate) fn run_node(r: &Run<'_>, step: &Step, node: &Node) -> Result<()> {
             let geo = layout::split_at_axis(xd, a);
             let it = tensors[ix].dtype;
             gather::gather(lib, s, dt, it, geo, count, px, r.ptr(ix)?, py).map_err(e)
+        }
+        "GatherND" => {
+            let ix = input(1)?;
+            let geo = gather_nd_geometry(node, step, &r.prep.program)?;
+            let it = tensors[ix].dtype;
+            gather_nd::gather_nd(lib, s, dt, it, &geo, px, r.ptr(ix)?, py).map_err(e)
         }
         "Pad" => {
             let mode = match node
