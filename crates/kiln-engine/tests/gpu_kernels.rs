@@ -26,13 +26,20 @@ use kiln_reference::{Interpreter, Value};
 
 #[path = "gpu_kernels/elementwise.rs"]
 mod elementwise;
+#[path = "gpu_kernels/engine_ops.rs"]
+mod engine_ops;
+#[path = "gpu_kernels/indexing.rs"]
+mod indexing;
 #[path = "gpu_kernels/structured.rs"]
 mod structured;
 
 use elementwise::*;
+use engine_ops::*;
+use indexing::*;
 use structured::*;
 
 struct Ctx {
+    device: Arc<Device>,
     alloc: DeviceAllocator,
     stream: Arc<Stream>,
     lib: KernelLibrary,
@@ -59,6 +66,16 @@ const TESTS: &[(&str, TestFn)] = &[
     ("gather_axis", gather_axis),
     ("pad_modes", pad_modes),
     ("resize_modes", resize_modes),
+    ("gather_nd_batch_dims", gather_nd_batch_dims),
+    (
+        "gather_nd_out_of_range_writes_zeros",
+        gather_nd_out_of_range_writes_zeros,
+    ),
+    ("max_pool_indices", max_pool_indices),
+    ("engine_variadic", engine_variadic),
+    ("engine_layer_norm_statistics", engine_layer_norm_statistics),
+    ("engine_max_pool_indices", engine_max_pool_indices),
+    ("engine_gather_nd", engine_gather_nd),
 ];
 
 const FLOATS: [DataType; 3] = [DataType::F32, DataType::F16, DataType::BF16];
@@ -88,6 +105,7 @@ fn setup() -> Result<Ctx> {
     );
     Ok(Ctx {
         alloc: DeviceAllocator::new(&device),
+        device,
         stream,
         lib,
         rng: std::cell::RefCell::new(fastrand::Rng::with_seed(0x6b69_6c6e)),
