@@ -63,6 +63,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Gemm",
     "MatMul",
     "Conv",
+    "ConvTranspose",
     "Cast",
     // binary / ternary
     "Add",
@@ -117,6 +118,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Gather",
     "GatherND",
     "Pad",
+    "Resize",
     "Expand",
     "Tile",
 ];
@@ -275,6 +277,7 @@ pub fn lower(graph: &Graph, compute: DataType) -> Result<Program> {
     );
     bad.extend(graph.nodes.iter().filter_map(checks::variadic_left));
     bad.extend(checks::constant_index_errors(graph));
+    bad.extend(checks::resize_errors(graph));
     if !bad.is_empty() {
         return Err(EngineError::UnsupportedNodes { nodes: bad });
     }

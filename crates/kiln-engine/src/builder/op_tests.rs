@@ -334,3 +334,108 @@ fn gather_nd_builds_and_constant_indices_are_checked() {
         "{e}"
     );
 }
+
+fn resize_model(mode: &str, scales_const: bool) -> Graph {
+    model(19, &["y"], |b| {
+        let x = b.input("x", DataType::F32, &dims(&[1, 2, 5, 7]));
+        let roi = b.initializer(Tensor::from_vec("roi", vec![0], Vec::<f32>::new()).unwrap());
+        let sc = if scales_const {
+            b.initializer(Tensor::from_vec("sc", vec![4], vec![1.0f32, 1.0, 2.0, 1.5]).unwrap())
+        } else {
+            b.input("sc", DataType::F32, &dims(&[4]))
+        };
+        let _ = b
+            .node("Resize", &[&x, &roi, &sc])
+            .name("rs")
+            .attr("mode", mode)
+            .output_named("y");
+    })
+}
+
+#[test]
+fn resize_builds_and_what_its_kernel_lacks_fails_the_build() {
+    let g = resize_model("linear", true);
+    for precision in [Precision::Fp32, Precision::Bf16] {
+        let progs = programs(&g, precision).unwrap();
+        let p = &progs[0].1;
+        let step = p
+            .steps
+            .iter()
+            .find(|s| matches!(&s.kind, StepKind::Node(n) if n.op_type == "Resize"))
+            .unwrap();
+        let mods = ops::modules_for(step, p).unwrap();
+        assert!(
+            mods.iter().any(|m| m.name.starts_with("resize_")),
+            "{mods:?}"
+        );
+        assert_eq!(p.tensors[step.outputs[0]].dims, vec![1, 2, 10, 10]);
+    }
+    let e = build_error(&resize_model("cubic", true), Precision::Fp32);
+    assert!(e.contains("'rs'") && e.contains("'cubic'"), "{e}");
+    let e = build_error(&resize_model("linear", false), Precision::Fp32);
+    assert!(e.contains("'rs'") && e.contains("not a constant"), "{e}");
+}
+
+fn conv_transpose_model(attrs: Vec<(&'static str, AttrValue)>) -> Graph {
+    model(17, &["y"], |b| {
+        let x = b.input("x", DataType::F32, &dims(&[2, 4, 5, 6]));
+        let w = b.initializer(Tensor::from_vec("w", vec![4, 3, 3, 3], vec![0.5f32; 108]).unwrap());
+        let bias = b.initializer(Tensor::from_vec("b", vec![3], vec![0.25f32; 3]).unwrap());
+        let mut n = b.node("ConvTranspose", &[&x, &w, &bias]).name("ct");
+        for (k, v) in attrs {
+            n = n.attr(k, v);
+        }
+        let _ = n.output_named("y");
+    })
+}
+
+#[test]
+fn conv_transpose_is_a_cudnn_backward_data_step() {
+    use crate::kernels::conv::ConvKind;
+    use crate::runtime::libs::{LibDesc, lib_desc, math_mode};
+    let ints = |v: &[i64]| AttrValue::Ints(v.to_vec());
+    let ok: Vec<Vec<(&'static str, AttrValue)>> = vec![
+        vec![],
+        vec![
+            ("strides", ints(&[2, 2])),
+            ("pads", ints(&[1, 1, 1, 1])),
+            ("output_padding", ints(&[1, 0])),
+        ],
+        // output_shape 10 x 12 with stride 2: full 11 x 13, one cell of padding each side
+        // would be asymmetric, so output_padding 1 makes the totals even.
+        vec![
+            ("strides", ints(&[2, 2])),
+            ("output_padding", ints(&[1, 1])),
+            ("output_shape", ints(&[10, 12])),
+        ],
+        vec![("group", AttrValue::Int(1)), ("dilations", ints(&[2, 1]))],
+    ];
+    for attrs in ok {
+        let g = conv_transpose_model(attrs.clone());
+        let want = g.value("y").unwrap().shape.unwrap().as_known().unwrap();
+        for precision in [Precision::Fp32, Precision::Fp16] {
+            let progs = programs(&g, precision).unwrap();
+            let p = &progs[0].1;
+            let step = p
+                .steps
+                .iter()
+                .find(|s| matches!(&s.kind, StepKind::Node(n) if n.op_type == "ConvTranspose"))
+                .unwrap();
+            let Some(LibDesc::Conv(d)) = lib_desc(step, p, math_mode(precision).unwrap()).unwrap()
+            else {
+                panic!("no cuDNN description")
+            };
+            assert_eq!(d.kind, ConvKind::Transpose);
+            assert!(d.bias);
+            assert_eq!(d.output_dims().to_vec(), want, "{attrs:?}");
+            assert_eq!(p.tensors[step.outputs[0]].dims, want);
+        }
+    }
+    // SAME_UPPER with stride 2: full 11 x 13, output 10 x 12: one cell at the end only.
+    let g = conv_transpose_model(vec![
+        ("strides", ints(&[2, 2])),
+        ("auto_pad", AttrValue::String("SAME_UPPER".into())),
+    ]);
+    let e = build_error(&g, Precision::Fp32);
+    assert!(e.contains("'ct'") && e.contains("pads [0, 0, 1, 1]"), "{e}");
+}

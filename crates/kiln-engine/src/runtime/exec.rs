@@ -96,7 +96,12 @@ impl Run<'_> {
         Ok(())
     }
 
-    fn constant(&self, step: &Step, i: usize, node: &Node) -> Result<Option<&kiln_onnx::Tensor>> {
+    pub fn constant(
+        &self,
+        step: &Step,
+        i: usize,
+        node: &Node,
+    ) -> Result<Option<&kiln_onnx::Tensor>> {
         let Some(Some(id)) = step.inputs.get(i).copied() else {
             return Ok(None);
         };

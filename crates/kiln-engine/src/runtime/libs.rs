@@ -1,5 +1,5 @@
 //! Library calls of lowered steps: the cuBLASLt GEMM of `Gemm`/`MatMul` and the cuDNN
-//! convolution of `Conv`, derived from the node and the program's concrete shapes (host math,
+//! convolution of `Conv` (forward) and `ConvTranspose` (backward data), derived from the node and the program's concrete shapes (host math,
 //! unit-tested), with the tactics chosen at build time and kept in the plan's `tactics`
 //! section (JSON: descriptions with their tactics). A shape the build did not see gets its
 //! tactic chosen when a context first meets it (then cached in the engine).
@@ -194,8 +194,141 @@ pub fn lib_desc(step: &Step, p: &Program, math: MathMode) -> Result<Option<LibDe
             }
             Ok(Some(LibDesc::Conv(desc)))
         }
+        "ConvTranspose" => {
+            let (x, w) = (dims(0)?, dims(1)?);
+            if x.len() < 3 || w.len() != x.len() {
+                return Err(lower_err(node, format!("input {x:?} with weights {w:?}")));
+            }
+            let sp = x.len() - 2;
+            let ints = |n: &str, d: usize| -> Result<Vec<usize>> {
+                Ok(match node.attr_ints(n).map_err(|e| lower_err(node, e))? {
+                    Some(v) => v.iter().map(|&v| v.max(0) as usize).collect(),
+                    None => vec![d; sp],
+                })
+            };
+            let (strides, dil, out_pad) = (
+                ints("strides", 1)?,
+                ints("dilations", 1)?,
+                ints("output_padding", 0)?,
+            );
+            let pads = conv_transpose_pads(node, x, w, &strides, &dil, &out_pad)?;
+            let group = attr_int("group", 1)?.max(1) as usize;
+            let desc = ConvDesc::transpose(
+                math,
+                ConvLayout::Nchw,
+                x,
+                w,
+                &pads,
+                &strides,
+                &dil,
+                &out_pad,
+                group,
+            )
+            .map_err(err)?
+            .with_epilogue(
+                step.inputs.get(2).copied().flatten().is_some(),
+                false,
+                false,
+            );
+            let out = &p.tensors[step.outputs[0]].dims;
+            let got = desc.output_dims();
+            if out.iter().product::<usize>() != got.iter().product::<usize>() {
+                return Err(lower_err(
+                    node,
+                    format!("cuDNN's output {got:?} differs from the inferred {out:?}"),
+                ));
+            }
+            Ok(Some(LibDesc::Conv(desc)))
+        }
         _ => Ok(None),
     }
+}
+
+/// Explicit pads `[x1_begin, .., x1_end, ..]` of a ConvTranspose over `x` with weights `w`, as
+/// kiln-reference derives them: from `output_shape` (or SAME_*, whose output is `in * stride`)
+/// the total padding `full - out` split in two (the larger half at the end for SAME_UPPER, at
+/// the beginning otherwise), else `pads` (zeros for VALID or when absent), where
+/// `full = stride * (in - 1) + output_padding + (k - 1) * dilation + 1`. cuDNN pads both sides
+/// alike, so negative or asymmetric pads are errors.
+pub fn conv_transpose_pads(
+    node: &Node,
+    x: &[usize],
+    w: &[usize],
+    strides: &[usize],
+    dilations: &[usize],
+    output_padding: &[usize],
+) -> Result<Vec<usize>> {
+    let sp = x.len().saturating_sub(2);
+    if strides.len() != sp
+        || dilations.len() != sp
+        || output_padding.len() != sp
+        || w.len() != x.len()
+    {
+        return Err(lower_err(
+            node,
+            "strides, dilations or output_padding do not match the spatial rank",
+        ));
+    }
+    let auto = node
+        .attr_string("auto_pad")
+        .map_err(|e| lower_err(node, e))?
+        .unwrap_or_else(|| "NOTSET".into());
+    let target: Option<Vec<i64>> = match node
+        .attr_ints("output_shape")
+        .map_err(|e| lower_err(node, e))?
+    {
+        Some(os) => {
+            let os = if os.len() == sp + 2 { &os[2..] } else { os };
+            if os.len() != sp || os.iter().any(|&d| d < 0) {
+                return Err(lower_err(node, format!("output_shape {os:?}")));
+            }
+            Some(os.to_vec())
+        }
+        None if auto.starts_with("SAME") => {
+            Some((0..sp).map(|i| (x[2 + i] * strides[i]) as i64).collect())
+        }
+        None => None,
+    };
+    let pads: Vec<i64> = match target {
+        Some(t) => {
+            let mut pads = vec![0i64; 2 * sp];
+            for i in 0..sp {
+                let ek = (w[2 + i].max(1) - 1) * dilations[i] + 1;
+                let full = strides[i] * (x[2 + i].max(1) - 1) + output_padding[i] + ek;
+                let total = full as i64 - t[i];
+                let half = total.div_euclid(2);
+                let (b, e) = if auto == "SAME_UPPER" {
+                    (half, total - half)
+                } else {
+                    (total - half, half)
+                };
+                pads[i] = b;
+                pads[sp + i] = e;
+            }
+            pads
+        }
+        None if auto == "VALID" => vec![0; 2 * sp],
+        None => match node.attr_ints("pads").map_err(|e| lower_err(node, e))? {
+            Some(p) if p.len() == 2 * sp => p.to_vec(),
+            Some(p) => {
+                return Err(lower_err(
+                    node,
+                    format!("{} pads for {sp} spatial dims", p.len()),
+                ));
+            }
+            None => vec![0; 2 * sp],
+        },
+    };
+    if pads.iter().any(|&p| p < 0) || (0..sp).any(|i| pads[i] != pads[sp + i]) {
+        return Err(lower_err(
+            node,
+            format!(
+                "pads {pads:?}: cuDNN's transposed convolution pads both ends of an axis alike \
+                 and never negatively; give symmetric pads (or an output_shape that needs them)"
+            ),
+        ));
+    }
+    Ok(pads.iter().map(|&p| p as usize).collect())
 }
 
 /// Tactics by description (the JSON of the description is the key).

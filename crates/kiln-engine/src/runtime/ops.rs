@@ -13,7 +13,8 @@ use crate::kernels::nvrtc::pool::{PoolKind, Window2d};
 use crate::kernels::nvrtc::reduce::ReduceOp;
 use crate::kernels::nvrtc::unary::UnaryOp;
 use crate::kernels::nvrtc::{
-    binary, cast, gather, gather_nd, layout, movement, norm, pad, pool, reduce, softmax, unary,
+    binary, cast, gather, gather_nd, layout, movement, norm, pad, pool, reduce, resize, softmax,
+    unary,
 };
 
 pub(crate) fn node_err(node: &Node, message: impl std::fmt::Display) -> EngineError {
@@ -335,9 +336,11 @@ pub fn wired(op: &str) -> bool {
                 | "Gather"
                 | "GatherND"
                 | "Pad"
+                | "Resize"
                 | "Gemm"
                 | "MatMul"
                 | "Conv"
+                | "ConvTranspose"
         )
 }
 
@@ -373,7 +376,13 @@ fn check_types(step: &Step, p: &Program) -> Result<()> {
     let dt = p.tensors[*x].dtype;
     let float_only = matches!(
         node.op_type.as_str(),
-        "Gemm" | "MatMul" | "Conv" | "Softmax" | "LogSoftmax" | "LayerNormalization"
+        "Gemm"
+            | "MatMul"
+            | "Conv"
+            | "ConvTranspose"
+            | "Softmax"
+            | "LogSoftmax"
+            | "LayerNormalization"
     ) || reduce_op(&node.op_type).is_some();
     if float_only && !matches!(dt, DataType::F32 | DataType::F16 | DataType::BF16) {
         return Err(node_err(
@@ -536,6 +545,7 @@ pub fn modules_for(step: &Step, p: &Program) -> Result<Vec<ModuleSpec>> {
         }
         "Gather" => vec![k(gather::module(size(dt)))?],
         "GatherND" => vec![k(gather_nd::module(size(dt)))?],
+        "Resize" => vec![k(resize::module(dt))?],
         "Pad" => vec![k(pad::module(size(dt)))?],
         "Gemm" => vec![k(movement::module(size(out_dt)))?],
         _ => Vec::new(),
@@ -544,5 +554,9 @@ pub fn modules_for(step: &Step, p: &Program) -> Result<Vec<ModuleSpec>> {
 
 #[path = "ops_run.rs"]
 mod run;
+
+#[path = "ops_resize.rs"]
+mod resize_host;
+pub use resize_host::{ResizePlan, resize_inputs, resize_plan};
 
 pub(crate) use run::{fill_bytes, run_node};

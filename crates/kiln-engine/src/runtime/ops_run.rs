@@ -272,6 +272,16 @@ pub(crate) fn run_node(r: &Run<'_>, step: &Step, node: &Node) -> Result<()> {
             let it = tensors[ix].dtype;
             gather::gather(lib, s, dt, it, geo, count, px, r.ptr(ix)?, py).map_err(e)
         }
+        "Resize" => {
+            let plan = resize_plan(node, opset, xd, |i| r.constant(step, i, node))?;
+            if plan.out_shape != yd {
+                return Err(node_err(
+                    node,
+                    format!("Resize gives {:?}, inferred {yd:?}", plan.out_shape),
+                ));
+            }
+            resize::resize(lib, s, dt, plan.settings, xd, yd, &plan.scales, px, py).map_err(e)
+        }
         "GatherND" => {
             let ix = input(1)?;
             let geo = gather_nd_geometry(node, step, &r.prep.program)?;

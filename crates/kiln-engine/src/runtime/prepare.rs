@@ -55,7 +55,7 @@ pub(crate) fn handles(device: &Arc<Device>, graph: &Graph) -> Result<Handles> {
     } else {
         None
     };
-    let dnn = if ops_in(graph, &["Conv"]) {
+    let dnn = if ops_in(graph, &["Conv", "ConvTranspose"]) {
         Some(Dnn::new(device).map_err(lib)?)
     } else {
         None
