@@ -76,6 +76,8 @@ const TESTS: &[(&str, TestFn)] = &[
     ("engine_layer_norm_statistics", engine_layer_norm_statistics),
     ("engine_max_pool_indices", engine_max_pool_indices),
     ("engine_gather_nd", engine_gather_nd),
+    ("engine_resize", engine_resize),
+    ("engine_conv_transpose", engine_conv_transpose),
 ];
 
 const FLOATS: [DataType; 3] = [DataType::F32, DataType::F16, DataType::BF16];

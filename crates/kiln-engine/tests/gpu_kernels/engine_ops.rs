@@ -1,9 +1,11 @@
 //! GPU tests through the whole engine (Builder → plan → Engine → `execute_host`) of the ops
 //! whose support lives in the builder as much as in a kernel: variadic Sum/Min/Max/Mean with
 //! 1, 3 and 4 broadcasting inputs (rewritten into binary steps), LayerNormalization's f32
-//! Mean/InvStdDev (one left out, one read by another node), MaxPool's `Indices`, and GatherND
-//! with indices computed at run time. fp32, fp16 and bf16 engines (f32 I/O), compared with
-//! kiln-reference at random shapes on random inputs.
+//! Mean/InvStdDev (one left out, one read by another node), MaxPool's `Indices`, GatherND
+//! with indices computed at run time, Resize (scales or sizes, nearest and linear) and
+//! ConvTranspose (cuDNN backward data: strides, pads, output_padding, output_shape, groups,
+//! dilations, bias). fp32, fp16 and bf16 engines (f32 I/O), compared with kiln-reference at
+//! random shapes on random inputs.
 //!
 //! `execute_host` allocates the output buffers itself, so they cannot be poisoned here:
 //! instead every case runs twice in one context on fresh inputs (the second run's outputs
@@ -24,6 +26,15 @@ fn engine_tolerance(p: Precision, dtype: DataType) -> f64 {
         (false, _) => 0.0,
         (true, Precision::Fp32) => 1e-5,
         (true, _) => 1e-2,
+    }
+}
+
+/// cuDNN's fp32 algorithms (FFT, Winograd) round differently from a direct sum: 1e-4, as the
+/// end-to-end model tests allow.
+fn conv_tolerance(p: Precision, dtype: DataType) -> f64 {
+    match p {
+        Precision::Fp32 => 1e-4,
+        _ => engine_tolerance(p, dtype),
     }
 }
 
@@ -48,6 +59,7 @@ fn engine_case(
     what: &str,
     graph: &Graph,
     precision: Precision,
+    tol: fn(Precision, DataType) -> f64,
     inputs: impl Fn(&Ctx) -> Vec<T>,
 ) -> Result<()> {
     let config = BuildConfig {
@@ -101,7 +113,7 @@ fn engine_case(
                 &format!("{what} run {run} output {}", out.name),
                 &w,
                 &out.data,
-                engine_tolerance(precision, w.dtype),
+                tol(precision, w.dtype),
             )?;
         }
     }
@@ -153,12 +165,19 @@ pub(crate) fn engine_variadic(ctx: &Ctx) -> Result<()> {
                     .map(|(_, s)| s.clone())
                     .collect();
                 for &p in precisions {
-                    engine_case(ctx, &format!("{op} {dt} {shapes:?}"), &g, p, |c| {
-                        graph_inputs
-                            .iter()
-                            .map(|s| c.rand(dt, s, -9.0, 9.0))
-                            .collect()
-                    })?;
+                    engine_case(
+                        ctx,
+                        &format!("{op} {dt} {shapes:?}"),
+                        &g,
+                        p,
+                        engine_tolerance,
+                        |c| {
+                            graph_inputs
+                                .iter()
+                                .map(|s| c.rand(dt, s, -9.0, 9.0))
+                                .collect()
+                        },
+                    )?;
                 }
             }
         }
@@ -201,6 +220,7 @@ pub(crate) fn engine_layer_norm_statistics(ctx: &Ctx) -> Result<()> {
                 &format!("LayerNorm {dims:?} axis {axis} {outputs:?}"),
                 &g,
                 p,
+                engine_tolerance,
                 |c| vec![c.rand(DataType::F32, &dims, -3.0, 5.0)],
             )?;
         }
@@ -247,6 +267,7 @@ pub(crate) fn engine_max_pool_indices(ctx: &Ctx) -> Result<()> {
                 &format!("MaxPool+Indices {dims:?} order {order}"),
                 &g,
                 p,
+                engine_tolerance,
                 |c| vec![distinct_planes(c, &dims, plane)],
             )?;
         }
@@ -280,12 +301,141 @@ pub(crate) fn engine_gather_nd(ctx: &Ctx) -> Result<()> {
                 &format!("GatherND {data:?} {idx:?} b {b}"),
                 &g,
                 p,
+                engine_tolerance,
                 |c| {
                     vec![
                         c.rand(DataType::F32, &data, -9.0, 9.0),
                         t(DataType::I64, &idx, &c.index_tuples(tuples, &addressed)),
                     ]
                 },
+            )?;
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn engine_resize(ctx: &Ctx) -> Result<()> {
+    // (mode, coordinate mode, nearest mode, scales or sizes of the two spatial axes)
+    let cases: [(&str, &str, &str, Result<[f64; 2], [usize; 2]>); 6] = [
+        ("nearest", "asymmetric", "floor", Ok([2.0, 2.0])),
+        ("nearest", "half_pixel", "round_prefer_ceil", Ok([1.5, 0.5])),
+        ("linear", "half_pixel", "round_prefer_floor", Ok([2.0, 1.5])),
+        ("linear", "align_corners", "round_prefer_floor", Err([9, 4])),
+        (
+            "linear",
+            "pytorch_half_pixel",
+            "round_prefer_floor",
+            Ok([0.6, 0.5]),
+        ),
+        ("nearest", "half_pixel", "round_prefer_floor", Err([3, 17])),
+    ];
+    for (mode, coord, nearest, resize) in cases {
+        let dims = [ctx.dim(1, 2), ctx.dim(1, 3), ctx.dim(4, 9), ctx.dim(4, 9)];
+        let g = model(19, &["y"], |b| {
+            let x = b.input("x", DataType::F32, &dims_of(&dims));
+            let roi =
+                b.initializer(Tensor::from_vec("roi", vec![0], Vec::<f32>::new()).expect("roi"));
+            let ins = match resize {
+                Ok(s) => {
+                    let sc = vec![1.0f32, 1.0, s[0] as f32, s[1] as f32];
+                    vec![
+                        x,
+                        roi,
+                        b.initializer(Tensor::from_vec("sc", vec![4], sc).expect("sc")),
+                    ]
+                }
+                Err(z) => {
+                    let sz = vec![dims[0] as i64, dims[1] as i64, z[0] as i64, z[1] as i64];
+                    let none = kiln_onnx::builder::Value::absent();
+                    let sizes = b.initializer(Tensor::from_vec("sz", vec![4], sz).expect("sz"));
+                    vec![x, roi, none, sizes]
+                }
+            };
+            let refs: Vec<&kiln_onnx::builder::Value> = ins.iter().collect();
+            let _ = b
+                .node("Resize", &refs)
+                .attr("mode", mode)
+                .attr("coordinate_transformation_mode", coord)
+                .attr("nearest_mode", nearest)
+                .output_named("y");
+        })?;
+        for p in PRECISIONS {
+            engine_case(
+                ctx,
+                &format!("Resize {mode} {coord} {nearest} {dims:?} {resize:?}"),
+                &g,
+                p,
+                engine_tolerance,
+                |c| vec![c.rand(DataType::F32, &dims, -4.0, 4.0)],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn engine_conv_transpose(ctx: &Ctx) -> Result<()> {
+    let ints = |v: &[i64]| AttrValue::Ints(v.to_vec());
+    // (input, weight [C, M / group, kh, kw], attributes)
+    let cases: Vec<(Vec<usize>, Vec<usize>, Vec<(&str, AttrValue)>)> = vec![
+        (vec![2, 4, 5, 6], vec![4, 3, 3, 3], vec![]),
+        (
+            vec![1, 8, 7, 9],
+            vec![8, 4, 3, 3],
+            vec![
+                ("strides", ints(&[2, 2])),
+                ("pads", ints(&[1, 1, 1, 1])),
+                ("output_padding", ints(&[1, 0])),
+            ],
+        ),
+        (
+            vec![2, 4, 5, 6],
+            vec![4, 2, 3, 3],
+            vec![
+                ("strides", ints(&[2, 2])),
+                ("output_padding", ints(&[1, 1])),
+                ("output_shape", ints(&[10, 12])),
+                ("group", AttrValue::Int(2)),
+            ],
+        ),
+        (
+            vec![2, 6, 11],
+            vec![6, 4, 3],
+            vec![("strides", ints(&[3])), ("dilations", ints(&[2]))],
+        ),
+    ];
+    for (xd, wd, attrs) in cases {
+        let group = attrs
+            .iter()
+            .find_map(|(k, v)| match (k, v) {
+                (&"group", AttrValue::Int(g)) => Some(*g as usize),
+                _ => None,
+            })
+            .unwrap_or(1);
+        let (w, bias) = (
+            ctx.rand(DataType::F32, &wd, -0.5, 0.5),
+            ctx.rand(DataType::F32, &[wd[1] * group], -0.5, 0.5),
+        );
+        let g = model(17, &["y"], |b| {
+            let x = b.input("x", DataType::F32, &dims_of(&xd));
+            let c = |name: &str, t: &T| {
+                Tensor::from_bytes(name, t.dtype, t.dims.clone(), t.bytes.clone()).expect("const")
+            };
+            let wv = b.initializer(c("w", &w));
+            let bv = b.initializer(c("b", &bias));
+            let mut n = b.node("ConvTranspose", &[&x, &wv, &bv]);
+            for (k, v) in &attrs {
+                n = n.attr(k, v.clone());
+            }
+            let _ = n.output_named("y");
+        })?;
+        for p in PRECISIONS {
+            engine_case(
+                ctx,
+                &format!("ConvTranspose x{xd:?} w{wd:?} {attrs:?}"),
+                &g,
+                p,
+                conv_tolerance,
+                |c| vec![c.rand(DataType::F32, &xd, -2.0, 2.0)],
             )?;
         }
     }
