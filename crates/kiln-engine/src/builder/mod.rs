@@ -5,6 +5,7 @@
 //! its fingerprint goes into the header.
 
 mod checks;
+pub mod fuse;
 pub mod lower;
 pub mod memory;
 pub mod passes;

@@ -18,11 +18,15 @@ pub struct PassReport {
     pub variadic_rewrites: usize,
     pub removed_identities: usize,
     pub folded_batchnorms: usize,
+    /// MatMul + bias Add pairs rewritten as a Gemm with a bias epilogue.
+    #[serde(default)]
+    pub fused_matmul_bias: usize,
     pub dead_nodes: usize,
 }
 
 /// Constant folding (kiln-reference), variadic ops as binary steps, Identity/Dropout removal,
-/// BatchNorm folded into the Conv or Gemm before it, and dead-node elimination.
+/// BatchNorm folded into the Conv or Gemm before it, fusions ([`super::fuse`]) and dead-node
+/// elimination.
 pub fn optimize(graph: &Graph) -> Result<(Graph, PassReport)> {
     let mut report = PassReport::default();
     let (mut g, fold) = kiln_reference::fold_constants(graph)?;
@@ -35,6 +39,9 @@ pub fn optimize(graph: &Graph) -> Result<(Graph, PassReport)> {
     g = p.apply(&g)?;
     let p = fold_batchnorm(&g)?;
     report.folded_batchnorms = p.touched_nodes() / 2;
+    g = p.apply(&g)?;
+    let p = super::fuse::matmul_bias_to_gemm(&g)?;
+    report.fused_matmul_bias = p.touched_nodes() / 2;
     g = p.apply(&g)?;
     let p = dead_nodes(&g);
     report.dead_nodes = p.touched_nodes();
