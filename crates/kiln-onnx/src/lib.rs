@@ -34,7 +34,7 @@ pub use graph::{
 };
 pub use infer::infer_shapes;
 pub use load::{LoadOptions, from_bytes, from_bytes_with, load, load_with, tensor_from_pb};
-pub use ops::{Registry, registry, unsupported_nodes};
+pub use ops::{FusedActivation, MS_DOMAIN, MS_OPSET, Registry, registry, unsupported_nodes};
 pub use tensor::Tensor;
 pub use validate::validate_and_sort;
 pub use writer::{save, to_model_bytes};

@@ -7,7 +7,8 @@
 //! - [`tensor`]: shape and data-movement ops (Shape, Reshape, Gather, Concat, Slice, ...), whose
 //!   inference also propagates small integer values symbolically (torch's legacy exporter emits
 //!   `Shape -> Gather -> Unsqueeze -> Concat -> Reshape` chains);
-//! - [`nn`]: arithmetic and network ops (Conv, Gemm, pooling, normalisation, elementwise, ...).
+//! - [`nn`]: arithmetic and network ops (Conv, Gemm, pooling, normalisation, elementwise, ...),
+//!   and ONNX Runtime's FusedConv and FusedGemm of domain `com.microsoft` ([`nn::fused`]).
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -21,6 +22,8 @@ use crate::tensor::Tensor;
 pub mod nn;
 pub mod tensor;
 pub mod util;
+
+pub use nn::fused::{FusedActivation, MS_DOMAIN, MS_OPSET};
 
 /// What is known about one value during inference.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -168,7 +171,11 @@ pub struct Registry {
 impl Registry {
     fn build() -> Registry {
         let mut ops = HashMap::new();
-        for def in tensor::DEFS.iter().chain(nn::DEFS.iter()) {
+        for def in tensor::DEFS
+            .iter()
+            .chain(nn::DEFS.iter())
+            .chain(nn::MS_DEFS.iter())
+        {
             ops.insert((def.domain, def.op_type), *def);
         }
         Registry { ops }

@@ -33,8 +33,9 @@ struct ConvParts {
     win: Option<Window>,
 }
 
-fn read_parts(ctx: &InferCtx<'_>) -> Result<Option<ConvParts>> {
-    ctx.expect_inputs(2, 3)?;
+/// `max_inputs`: 3 for Conv and ConvTranspose, 4 for FusedConv (its `Z`).
+fn read_parts(ctx: &InferCtx<'_>, max_inputs: usize) -> Result<Option<ConvParts>> {
+    ctx.expect_inputs(2, max_inputs)?;
     expect_outputs(ctx, 1, 1)?;
     ctx.required(0)?;
     ctx.required(1)?;
@@ -146,7 +147,13 @@ fn dim(s: &Option<Shape>, i: usize) -> Dim {
 }
 
 fn infer_conv(ctx: &mut InferCtx<'_>) -> Result<()> {
-    let Some(p) = read_parts(ctx)? else {
+    infer_conv_inputs(ctx, 3)
+}
+
+/// Conv's inference for a node of up to `max_inputs` inputs (FusedConv adds `Z` as #3, which
+/// its own inference checks).
+pub(super) fn infer_conv_inputs(ctx: &mut InferCtx<'_>, max_inputs: usize) -> Result<()> {
+    let Some(p) = read_parts(ctx, max_inputs)? else {
         output(ctx, None);
         return Ok(());
     };
@@ -186,7 +193,7 @@ fn infer_conv(ctx: &mut InferCtx<'_>) -> Result<()> {
 }
 
 fn infer_conv_transpose(ctx: &mut InferCtx<'_>) -> Result<()> {
-    let Some(p) = read_parts(ctx)? else {
+    let Some(p) = read_parts(ctx, 3)? else {
         output(ctx, None);
         return Ok(());
     };

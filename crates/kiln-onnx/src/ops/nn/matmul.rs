@@ -24,7 +24,13 @@ fn dim_at(s: &Shape, i: usize) -> Dim {
 
 fn infer_gemm(ctx: &mut InferCtx<'_>) -> Result<()> {
     let min = if ctx.opset >= 11 { 2 } else { 3 };
-    ctx.expect_inputs(min, 3)?;
+    infer_gemm_inputs(ctx, min)
+}
+
+/// Gemm's inference for a node of `min_inputs` to 3 inputs (FusedGemm's C is optional at its
+/// domain's opset 1, so it passes 2).
+pub(super) fn infer_gemm_inputs(ctx: &mut InferCtx<'_>, min_inputs: usize) -> Result<()> {
+    ctx.expect_inputs(min_inputs, 3)?;
     expect_outputs(ctx, 1, 1)?;
     ctx.required(0)?;
     ctx.required(1)?;

@@ -3,6 +3,8 @@
 //!
 //! One file per op or per family of ops sharing a signature; each file's module doc holds the
 //! spec links and the opset versions where its ops changed. Shared helpers live in [`common`].
+//! ONNX Runtime's FusedConv and FusedGemm (domain `com.microsoft`) are in [`fused`], listed in
+//! `MS_DEFS`.
 
 use super::OpDef;
 
@@ -10,6 +12,7 @@ mod activation;
 mod binary;
 mod common;
 mod conv;
+pub mod fused;
 mod matmul;
 mod norm;
 mod pool;
@@ -84,6 +87,9 @@ pub(crate) const DEFS: &[&OpDef] = &[
     &quant::QUANTIZE_LINEAR,
     &quant::DEQUANTIZE_LINEAR,
 ];
+
+/// The `com.microsoft` ops of this folder, registered by [`super::registry`].
+pub(crate) const MS_DEFS: &[&OpDef] = &[&fused::FUSED_CONV, &fused::FUSED_GEMM];
 
 #[cfg(test)]
 mod tests {
