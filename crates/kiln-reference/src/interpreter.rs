@@ -31,21 +31,33 @@ impl Interpreter {
         let mut unsupported = Vec::new();
         let mut steps = Vec::with_capacity(graph.nodes.len());
         for (i, node) in graph.nodes.iter().enumerate() {
-            let opset = graph.opset_version(&node.domain).unwrap_or(0);
+            let imported = graph.opset_version(&node.domain);
             // The op's meaning at this opset must be the one kiln implements.
             if let Some(def) = kiln_onnx::registry().get(&node.domain, &node.op_type)
-                && opset < def.since_opset
+                && imported.is_none_or(|v| v < def.since_opset)
             {
-                unsupported.push(UnsupportedNode {
-                    node: node.node_ref(),
-                    opset: Some(opset),
-                    reason: format!(
-                        "opset {opset} is older than kiln's implementation (from opset {})",
+                let reason = match imported {
+                    Some(v) => format!(
+                        "opset {v} is older than kiln's implementation (from opset {})",
                         def.since_opset
                     ),
+                    None => format!(
+                        "domain '{}' is not imported by the model",
+                        if node.domain.is_empty() {
+                            "ai.onnx"
+                        } else {
+                            &node.domain
+                        }
+                    ),
+                };
+                unsupported.push(UnsupportedNode {
+                    node: node.node_ref(),
+                    opset: imported,
+                    reason,
                 });
                 continue;
             }
+            let opset = imported.unwrap_or(0);
             match ops::lookup(&node.domain, &node.op_type) {
                 Some(op) => steps.push(Step {
                     node: i,

@@ -6,6 +6,9 @@
 //! - [`nn`]: Conv, ConvTranspose, pooling, normalisations, Gemm/MatMul, Softmax, LRN;
 //! - [`tensor`]: shape and data movement (Reshape, Transpose, Concat, Slice, Gather, Pad, ...);
 //! - [`misc`]: reductions, ArgMax, TopK, CumSum, Resize, Einsum, Trilu, Range, Q/DQ.
+//!
+//! Besides the default domain, [`nn`] holds ONNX Runtime's `com.microsoft::FusedConv` and
+//! `FusedGemm` (its own table, searched for that domain).
 
 use kiln_onnx::{Node, is_onnx_domain};
 use ndarray::ArrayD;
@@ -21,21 +24,24 @@ pub mod tensor;
 /// An op's computation: inputs (by position) to outputs (by position).
 pub type OpFn = fn(&OpCtx<'_>) -> Result<Vec<Value>>;
 
-/// The interpreter's function for `op_type` in `domain`, if it has one.
+/// The interpreter's function for `op_type` in `domain`, if it has one: the default domain's
+/// ops, and ONNX Runtime's FusedConv and FusedGemm in `com.microsoft` ([`nn::fused`]).
 pub fn lookup(domain: &str, op_type: &str) -> Option<OpFn> {
-    if !is_onnx_domain(domain) {
+    let tables: &[&[(&str, OpFn)]] = if is_onnx_domain(domain) {
+        &[elementwise::OPS, nn::OPS, tensor::OPS, misc::OPS]
+    } else if domain == kiln_onnx::MS_DOMAIN {
+        &[nn::MS_OPS]
+    } else {
         return None;
-    }
-    elementwise::OPS
+    };
+    tables
         .iter()
-        .chain(nn::OPS)
-        .chain(tensor::OPS)
-        .chain(misc::OPS)
+        .flat_map(|t| t.iter())
         .find(|(name, _)| *name == op_type)
         .map(|(_, f)| *f)
 }
 
-/// Every op the interpreter implements, sorted.
+/// Every default-domain op the interpreter implements, sorted.
 pub fn supported_ops() -> Vec<&'static str> {
     let mut v: Vec<&'static str> = elementwise::OPS
         .iter()

@@ -4,6 +4,7 @@ use super::OpFn;
 
 mod common;
 pub mod conv;
+pub mod fused;
 pub mod gemm;
 pub mod lrn;
 pub mod norm;
@@ -27,4 +28,10 @@ pub(crate) const OPS: &[(&str, OpFn)] = &[
     ("GroupNormalization", norm::group_normalization),
     ("Softmax", softmax::softmax),
     ("LogSoftmax", softmax::log_softmax),
+];
+
+/// `(op_type, function)` for the `com.microsoft` ops of this folder.
+pub(crate) const MS_OPS: &[(&str, OpFn)] = &[
+    ("FusedConv", fused::fused_conv),
+    ("FusedGemm", fused::fused_gemm),
 ];
