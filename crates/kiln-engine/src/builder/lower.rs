@@ -235,6 +235,9 @@ pub fn storage_dtype(dtype: DataType, compute: DataType) -> DataType {
     }
 }
 
+/// Most infer-and-fold rounds of [`specialize`] after the first.
+const SPECIALIZE_ROUNDS: usize = 8;
+
 /// Makes `graph` concrete at `inputs` (name, dims), folds the shape arithmetic away and
 /// removes what became dead. Inputs not named keep their declared shapes (they must be
 /// fixed).
@@ -250,7 +253,20 @@ pub fn specialize(graph: &Graph, inputs: &[(String, Vec<usize>)]) -> Result<Grap
         o.shape = None;
     }
     kiln_onnx::infer_shapes(&mut g)?;
-    let (mut g, _) = kiln_reference::fold_constants(&g)?;
+    let (mut g, mut fold) = kiln_reference::fold_constants(&g)?;
+    // A fold can make more shapes known (a Reshape whose shape input became constant), and
+    // with them more Shape nodes foldable: infer and fold again until nothing changes.
+    for _ in 0..SPECIALIZE_ROUNDS {
+        if fold.folded_nodes == 0 {
+            break;
+        }
+        g.value_info.clear();
+        for o in &mut g.outputs {
+            o.shape = None;
+        }
+        kiln_onnx::infer_shapes(&mut g)?;
+        (g, fold) = kiln_reference::fold_constants(&g)?;
+    }
     batch_norm_to_elementwise(&mut g)?;
     g = passes::remove_identities(&g).apply(&g)?;
     g = passes::dead_nodes(&g).apply(&g)?;
