@@ -7,11 +7,17 @@
 //!   `A.shape[:-1] + [n]` (the shape arithmetic folds away at specialisation and the
 //!   reshapes are views), so the bias rides cuBLASLt's bias epilogue instead of a separate
 //!   pass over the output (the Linear layers of transformer exports).
+//! - [`conv_gemm_epilogues`]: `Conv` → (`Add` of a residual of the same shape) → (`Relu`)
+//!   becomes one `com.microsoft::FusedConv` (cuDNN's bias + residual + ReLU in one call), and
+//!   `Gemm` → `Relu` one `com.microsoft::FusedGemm` (cuBLASLt's ReLU epilogue). The fused node
+//!   takes the place of the chain's last node, where every input it reads is already defined.
 
 use std::collections::{HashMap, HashSet};
 
 use kiln_core::DataType;
-use kiln_onnx::{AttrValue, Attribute, Graph, Node, Tensor};
+use kiln_onnx::{
+    AttrValue, Attribute, FusedActivation, Graph, MS_DOMAIN, MS_OPSET, Node, OpsetImport, Tensor,
+};
 
 use super::patch::{GraphPatch, reader_counts};
 use crate::error::Result;
@@ -203,6 +209,125 @@ pub fn matmul_bias_to_gemm(graph: &Graph) -> Result<GraphPatch> {
         used.insert(ai);
     }
     Ok(p)
+}
+
+/// The single reader of `value` (its index), if `value` is read by exactly one node and is
+/// not a graph output.
+fn only_reader(graph: &Graph, readers: &HashMap<&str, Vec<usize>>, value: &str) -> Option<usize> {
+    if graph.outputs.iter().any(|o| o.name == value) {
+        return None;
+    }
+    match readers.get(value).map(Vec::as_slice) {
+        Some(&[i]) => Some(i),
+        _ => None,
+    }
+}
+
+fn plain(n: &Node, op: &str) -> bool {
+    n.op_type == op && n.domain.is_empty()
+}
+
+/// Conv (+ residual Add) (+ Relu) → FusedConv; Gemm + Relu → FusedGemm (see the module doc).
+/// A residual is taken only when shape inference shows it has exactly the Conv output's
+/// shape (FusedConv's `Z` does not broadcast). Adds the `com.microsoft` opset import when it
+/// fuses anything.
+pub fn conv_gemm_epilogues(graph: &Graph) -> Result<Graph> {
+    let mut p = GraphPatch::new("conv-gemm-epilogues");
+    let mut shaped = graph.clone();
+    // Shapes only steer the choice; a graph inference cannot type keeps its chains unfused.
+    let shapes_known = kiln_onnx::infer_shapes(&mut shaped).is_ok();
+    let mut readers: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, n) in graph.nodes.iter().enumerate() {
+        for v in n.inputs.iter().filter(|v| !v.is_empty()) {
+            let r = readers.entry(v.as_str()).or_default();
+            if r.last() != Some(&i) {
+                r.push(i);
+            }
+        }
+    }
+    let same_shape = |a: &str, b: &str| -> bool {
+        let s = |v: &str| shaped.value(v).and_then(|vi| vi.shape.clone());
+        shapes_known && matches!((s(a), s(b)), (Some(x), Some(y)) if x == y && x.rank() > 0)
+    };
+    let mut used: HashSet<usize> = HashSet::new();
+    for (ci, conv) in graph.nodes.iter().enumerate() {
+        let is_conv = plain(conv, "Conv");
+        if !(is_conv || plain(conv, "Gemm")) || used.contains(&ci) {
+            continue;
+        }
+        let Some(y) = conv.output(0) else { continue };
+        let mut chain = vec![ci];
+        let mut out = y.to_string();
+        let mut residual: Option<String> = None;
+        if is_conv
+            && let Some(ai) = only_reader(graph, &readers, &out)
+            && plain(&graph.nodes[ai], "Add")
+            && graph.nodes[ai].inputs.len() == 2
+        {
+            let add = &graph.nodes[ai];
+            let other = if add.inputs[0] == out {
+                &add.inputs[1]
+            } else {
+                &add.inputs[0]
+            };
+            if other != &out && same_shape(other, &out) && !used.contains(&ai) {
+                residual = Some(other.clone());
+                chain.push(ai);
+                out = add.outputs[0].clone();
+            }
+        }
+        let mut act = FusedActivation::Identity;
+        if let Some(ri) = only_reader(graph, &readers, &out)
+            && plain(&graph.nodes[ri], "Relu")
+            && !used.contains(&ri)
+        {
+            act = FusedActivation::Relu;
+            chain.push(ri);
+            out = graph.nodes[ri].outputs[0].clone();
+        }
+        if chain.len() == 1 {
+            continue;
+        }
+        let mut node = conv.clone();
+        node.domain = MS_DOMAIN.to_string();
+        node.outputs = vec![out];
+        if is_conv {
+            node.op_type = "FusedConv".into();
+            let Some(attrs) = act.conv_attributes() else {
+                continue;
+            };
+            node.attributes.extend(attrs);
+            if let Some(z) = residual {
+                node.inputs.resize(3, String::new());
+                node.inputs.push(z);
+            }
+        } else {
+            node.op_type = "FusedGemm".into();
+            let Some(attrs) = act.gemm_attributes() else {
+                continue;
+            };
+            node.attributes.extend(attrs);
+        }
+        let last = *chain.last().unwrap_or(&ci);
+        for &i in &chain {
+            used.insert(i);
+            if i != last {
+                p.remove_node(i);
+            }
+        }
+        p.replace_node(last, node);
+    }
+    if p.is_empty() {
+        return Ok(graph.clone());
+    }
+    let mut g = p.apply(graph)?;
+    if g.opset_version(MS_DOMAIN).is_none() {
+        g.opsets.push(OpsetImport {
+            domain: MS_DOMAIN.into(),
+            version: MS_OPSET,
+        });
+    }
+    Ok(g)
 }
 
 #[cfg(test)]

@@ -110,3 +110,95 @@ fn matmul_bias_fusion_skips_what_it_cannot_take() {
     }
     assert!(matmul_bias_to_gemm(&g).unwrap().is_empty());
 }
+
+/// x [2, 4, 5, 5] → Conv → Relu → Conv → Add(x) → Relu → Flatten → Gemm → Relu.
+fn block() -> Graph {
+    let mut rng = fastrand::Rng::with_seed(5);
+    let mut b = GraphBuilder::new("block").opset(17);
+    let x = b.input(
+        "x",
+        DataType::F32,
+        &[Dim::Known(2), Dim::Known(4), Dim::Known(5), Dim::Known(5)],
+    );
+    let mut conv = |b: &mut GraphBuilder, input: &kiln_onnx::builder::Value, tag: &str| {
+        let w = b.initializer(
+            Tensor::from_vec(format!("w{tag}"), vec![4, 4, 3, 3], random(&mut rng, 144)).unwrap(),
+        );
+        let bias = b.initializer(
+            Tensor::from_vec(format!("b{tag}"), vec![4], random(&mut rng, 4)).unwrap(),
+        );
+        b.node("Conv", &[input, &w, &bias])
+            .attr("pads", [1i64, 1, 1, 1])
+            .output()
+    };
+    let c1 = conv(&mut b, &x, "1");
+    let r1 = b.node("Relu", &[&c1]).output();
+    let c2 = conv(&mut b, &r1, "2");
+    let s = b.node("Add", &[&c2, &x]).output();
+    let r2 = b.node("Relu", &[&s]).output();
+    let f = b.node("Flatten", &[&r2]).output();
+    let wg = b.initializer(Tensor::from_vec("wg", vec![100, 3], random(&mut rng, 300)).unwrap());
+    let bg = b.initializer(Tensor::from_vec("bg", vec![3], random(&mut rng, 3)).unwrap());
+    let g = b.node("Gemm", &[&f, &wg, &bg]).output();
+    let y = b.node("Relu", &[&g]).output_named("y");
+    b.output(&y, DataType::F32, &[Dim::Known(2), Dim::Known(3)]);
+    b.build().unwrap()
+}
+
+#[test]
+fn conv_and_gemm_epilogues_fuse_with_the_same_results() {
+    let g = block();
+    let fused = conv_gemm_epilogues(&g).unwrap();
+    let ops: Vec<(&str, &str)> = fused
+        .nodes
+        .iter()
+        .map(|n| (n.domain.as_str(), n.op_type.as_str()))
+        .collect();
+    assert_eq!(
+        ops,
+        [
+            (kiln_onnx::MS_DOMAIN, "FusedConv"),
+            (kiln_onnx::MS_DOMAIN, "FusedConv"),
+            ("", "Flatten"),
+            (kiln_onnx::MS_DOMAIN, "FusedGemm"),
+        ]
+    );
+    assert_eq!(fused.nodes[1].inputs.len(), 4, "the residual is Z");
+    assert!(fused.opset_version(kiln_onnx::MS_DOMAIN).is_some());
+    let dims = [2usize, 4, 5, 5];
+    let (want, got) = (run(&g, &dims), run(&fused, &dims));
+    let d = max_abs(&want["y"], &got["y"]);
+    assert!(d < 1e-5, "max abs diff {d}");
+    assert!(want["y"].to_f64_vec().iter().any(|v| *v > 0.0));
+    // the fused graph still lowers (host part of a build)
+    let (opt, report) = super::super::passes::optimize(&g).unwrap();
+    assert_eq!(report.fused_epilogues, 3);
+    let spec = super::super::lower::specialize(&opt, &[("x".to_string(), dims.to_vec())]).unwrap();
+    super::super::lower::lower(&spec, DataType::F16).unwrap();
+}
+
+#[test]
+fn a_residual_of_another_shape_is_not_fused() {
+    // Add with a broadcast bias-like operand: Z would need broadcasting, so only Relu-less
+    // chains stay as they are.
+    let mut rng = fastrand::Rng::with_seed(6);
+    let mut b = GraphBuilder::new("bcast").opset(17);
+    let x = b.input(
+        "x",
+        DataType::F32,
+        &[Dim::Known(1), Dim::Known(2), Dim::Known(3), Dim::Known(3)],
+    );
+    let w = b.initializer(Tensor::from_vec("w", vec![2, 2, 1, 1], random(&mut rng, 4)).unwrap());
+    let c = b.node("Conv", &[&x, &w]).output();
+    let k = b.initializer(Tensor::from_vec("k", vec![2, 1, 1], random(&mut rng, 2)).unwrap());
+    let y = b.node("Add", &[&c, &k]).output_named("y");
+    b.output(
+        &y,
+        DataType::F32,
+        &[Dim::Known(1), Dim::Known(2), Dim::Known(3), Dim::Known(3)],
+    );
+    let g = b.build().unwrap();
+    let fused = conv_gemm_epilogues(&g).unwrap();
+    assert_eq!(fused.nodes.len(), 2);
+    assert!(fused.nodes.iter().all(|n| n.domain.is_empty()));
+}

@@ -123,6 +123,10 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Tile",
 ];
 
+/// `com.microsoft` ops the engine lowers (made by the builder's fusion passes, or found in
+/// models ONNX Runtime's optimiser wrote): Conv/Gemm with their epilogues in one library call.
+pub const FUSED_OPS: &[&str] = &["FusedConv", "FusedGemm"];
+
 /// Ops evaluated on the host while specialising (shape arithmetic): accepted by the build, an
 /// error only if one is still left once the input shapes are concrete.
 pub const HOST_OPS: &[&str] = &[
@@ -145,6 +149,9 @@ pub fn unsupported_nodes(graph: &Graph, host_ops: bool) -> Vec<String> {
         .iter()
         .filter(|n| {
             let op = n.op_type.as_str();
+            if n.domain == kiln_onnx::MS_DOMAIN {
+                return !FUSED_OPS.contains(&op);
+            }
             !n.domain.is_empty() || !(is_supported(op) || host_ops && HOST_OPS.contains(&op))
         })
         .map(|n| {
@@ -602,7 +609,7 @@ fn pre_pad_conv(
     let (Some(Some(x)), Some(Some(w))) = (inputs.first().copied(), inputs.get(1).copied()) else {
         return Ok((node.clone(), inputs));
     };
-    if node.op_type != "Conv" {
+    if node.op_type != "Conv" && node.op_type != "FusedConv" {
         return Ok((node.clone(), inputs));
     }
     let (xd, wd) = (tensors[x].dims.clone(), tensors[w].dims.clone());

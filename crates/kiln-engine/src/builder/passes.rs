@@ -21,6 +21,9 @@ pub struct PassReport {
     /// MatMul + bias Add pairs rewritten as a Gemm with a bias epilogue.
     #[serde(default)]
     pub fused_matmul_bias: usize,
+    /// Conv / Gemm nodes that took their residual Add and Relu as epilogues.
+    #[serde(default)]
+    pub fused_epilogues: usize,
     pub dead_nodes: usize,
 }
 
@@ -43,6 +46,12 @@ pub fn optimize(graph: &Graph) -> Result<(Graph, PassReport)> {
     let p = super::fuse::matmul_bias_to_gemm(&g)?;
     report.fused_matmul_bias = p.touched_nodes() / 2;
     g = p.apply(&g)?;
+    g = super::fuse::conv_gemm_epilogues(&g)?;
+    report.fused_epilogues = g
+        .nodes
+        .iter()
+        .filter(|n| n.domain == kiln_onnx::MS_DOMAIN && n.op_type.starts_with("Fused"))
+        .count();
     let p = dead_nodes(&g);
     report.dead_nodes = p.touched_nodes();
     g = p.apply(&g)?;

@@ -353,7 +353,13 @@ fn run_lib(r: &Run<'_>, step: &Step, node: &Node, call: &LibCall) -> Result<()> 
                     .flatten()
                     .map(|b| r.ptr(b))
                     .transpose()?,
-                residual: None,
+                residual: step
+                    .inputs
+                    .get(3)
+                    .copied()
+                    .flatten()
+                    .map(|z| r.ptr(z))
+                    .transpose()?,
                 workspace: ws,
                 workspace_bytes: ws_bytes,
             };

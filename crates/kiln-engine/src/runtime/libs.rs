@@ -101,7 +101,8 @@ pub fn lib_desc(step: &Step, p: &Program, math: MathMode) -> Result<Option<LibDe
     };
     let err = |e: crate::kernels::gemm::LibError| lower_err(node, e);
     match node.op_type.as_str() {
-        "Gemm" => {
+        "Gemm" | "FusedGemm" => {
+            let relu = fused_relu(node)?;
             let (a, b) = (dims(0)?, dims(1)?);
             if a.len() != 2 || b.len() != 2 {
                 return Err(lower_err(
@@ -141,6 +142,13 @@ pub fn lib_desc(step: &Step, p: &Program, math: MathMode) -> Result<Option<LibDe
                     expand_c = true;
                 }
             }
+            if relu {
+                desc.epilogue = if bias {
+                    Epilogue::BiasRelu
+                } else {
+                    Epilogue::Relu
+                };
+            }
             desc.validate().map_err(err)?;
             Ok(Some(LibDesc::Gemm {
                 desc,
@@ -151,7 +159,8 @@ pub fn lib_desc(step: &Step, p: &Program, math: MathMode) -> Result<Option<LibDe
         "MatMul" => Ok(Some(LibDesc::MatMul(
             matmul_plan(math, dims(0)?, dims(1)?).map_err(err)?,
         ))),
-        "Conv" => {
+        "Conv" | "FusedConv" => {
+            let relu = fused_relu(node)?;
             let (x, w) = (dims(0)?, dims(1)?);
             let pads = conv_pads(node, x, w)?;
             if pads.iter().any(|&p| p < 0) {
@@ -181,8 +190,8 @@ pub fn lib_desc(step: &Step, p: &Program, math: MathMode) -> Result<Option<LibDe
             .map_err(err)?
             .with_epilogue(
                 step.inputs.get(2).copied().flatten().is_some(),
-                false,
-                false,
+                relu,
+                step.inputs.get(3).copied().flatten().is_some(),
             );
             let out = &p.tensors[step.outputs[0]].dims;
             let got = desc.output_dims();
@@ -329,6 +338,24 @@ pub fn conv_transpose_pads(
         ));
     }
     Ok(pads.iter().map(|&p| p as usize).collect())
+}
+
+/// Whether a `com.microsoft` FusedConv/FusedGemm ends in ReLU (false for plain Conv/Gemm and
+/// for FusedConv without an activation); any other activation is not lowered.
+fn fused_relu(node: &Node) -> Result<bool> {
+    if node.domain != kiln_onnx::MS_DOMAIN {
+        return Ok(false);
+    }
+    match kiln_onnx::FusedActivation::of_node(node).map_err(|e| lower_err(node, e))? {
+        kiln_onnx::FusedActivation::Identity => Ok(false),
+        kiln_onnx::FusedActivation::Relu => Ok(true),
+        other => Err(lower_err(
+            node,
+            format!(
+                "activation {other:?}: kiln-engine runs Relu (or none) as a library epilogue;                  export the model without this fusion"
+            ),
+        )),
+    }
 }
 
 /// Tactics by description (the JSON of the description is the key).

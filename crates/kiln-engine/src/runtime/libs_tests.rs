@@ -67,7 +67,10 @@ fn fixture_steps_have_kernels_or_library_calls() {
             for step in &p.steps {
                 let d = lib_desc(step, &p, math).unwrap();
                 if let StepKind::Node(n) = &step.kind {
-                    let is_lib = matches!(n.op_type.as_str(), "Gemm" | "MatMul" | "Conv");
+                    let is_lib = matches!(
+                        n.op_type.as_str(),
+                        "Gemm" | "MatMul" | "Conv" | "FusedConv" | "FusedGemm"
+                    );
                     assert_eq!(d.is_some(), is_lib, "{name}: {}", n.op_type);
                     if d.is_some() {
                         lib_steps += 1;

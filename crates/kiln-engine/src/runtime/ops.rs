@@ -341,6 +341,8 @@ pub fn wired(op: &str) -> bool {
                 | "MatMul"
                 | "Conv"
                 | "ConvTranspose"
+                | "FusedConv"
+                | "FusedGemm"
         )
 }
 
@@ -380,6 +382,8 @@ fn check_types(step: &Step, p: &Program) -> Result<()> {
             | "MatMul"
             | "Conv"
             | "ConvTranspose"
+            | "FusedConv"
+            | "FusedGemm"
             | "Softmax"
             | "LogSoftmax"
             | "LayerNormalization"
@@ -547,7 +551,7 @@ pub fn modules_for(step: &Step, p: &Program) -> Result<Vec<ModuleSpec>> {
         "GatherND" => vec![k(gather_nd::module(size(dt)))?],
         "Resize" => vec![k(resize::module(dt))?],
         "Pad" => vec![k(pad::module(size(dt)))?],
-        "Gemm" => vec![k(movement::module(size(out_dt)))?],
+        "Gemm" | "FusedGemm" => vec![k(movement::module(size(out_dt)))?],
         _ => Vec::new(),
     })
 }

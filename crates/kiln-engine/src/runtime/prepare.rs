@@ -50,12 +50,12 @@ pub(crate) type Handles = (Option<Arc<Blas>>, Option<Arc<Dnn>>);
 /// cuBLASLt and cuDNN handles, each only when the graph has ops that need it.
 pub(crate) fn handles(device: &Arc<Device>, graph: &Graph) -> Result<Handles> {
     let lib = |e: crate::kernels::gemm::LibError| EngineError::Unsupported(e.to_string());
-    let blas = if ops_in(graph, &["Gemm", "MatMul"]) {
+    let blas = if ops_in(graph, &["Gemm", "MatMul", "FusedGemm"]) {
         Some(Blas::new(device).map_err(lib)?)
     } else {
         None
     };
-    let dnn = if ops_in(graph, &["Conv", "ConvTranspose"]) {
+    let dnn = if ops_in(graph, &["Conv", "ConvTranspose", "FusedConv"]) {
         Some(Dnn::new(device).map_err(lib)?)
     } else {
         None
