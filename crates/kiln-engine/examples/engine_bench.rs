@@ -15,6 +15,7 @@
 //! - transfer-inclusive latency: pinned host inputs copied in, enqueue, outputs copied back to
 //!   pinned memory, all between the events,
 //! - the enqueue call's host time (median; the CPU cost of launching a run),
+//! - compute-only latency and enqueue time again with CUDA-graph replay on,
 //! - a per-step profile of one more run (events around every step): time by op type and the
 //!   slowest steps are printed, every step goes into the JSON.
 //!
@@ -259,6 +260,24 @@ fn bench_one(
                 })
         },
     )?;
+    // CUDA graphs: same bindings, so the second run is captured and the rest replay it.
+    ctx.set_cuda_graphs(true);
+    for _ in 0..WARMUP {
+        enqueue(&mut ctx)?;
+    }
+    stream.synchronize()?;
+    let (mut g_compute, mut g_enqueue) = (Vec::new(), Vec::new());
+    for _ in 0..iters {
+        start.record(&stream)?;
+        let t = Instant::now();
+        enqueue(&mut ctx)?;
+        g_enqueue.push(t.elapsed().as_secs_f64() * 1e3);
+        end.record(&stream)?;
+        g_compute.push(f64::from(start.elapsed_ms(&end)?));
+    }
+    let (graphs_on, captures) = ctx.cuda_graphs();
+    ctx.set_cuda_graphs(false);
+    let (gc, ge) = (stats(g_compute), stats(g_enqueue));
     // SAFETY: as for `enqueue` above; run_profiled waits for the stream before returning.
     let profile = unsafe { ctx.run_profiled() }?;
     let (c, e, x) = (stats(compute), stats(host_enqueue), stats(transfer));
@@ -276,6 +295,18 @@ fn bench_one(
         e.median * 1e3,
         batch as f64 / (c.median * 1e-3),
         plan_bytes as f64 / 1e6,
+    );
+    println!(
+        "      with CUDA graphs ({}): compute median {:.3} ms p90 {:.3}  enqueue {:.1} us  {:.0}/s",
+        if graphs_on && captures > 0 {
+            format!("{captures} captured")
+        } else {
+            "capture failed, ran without".to_string()
+        },
+        gc.median,
+        gc.p90,
+        ge.median * 1e3,
+        batch as f64 / (gc.median * 1e-3),
     );
     println!(
         "      profiled run {:.3} ms over {} steps; by op:",
@@ -312,6 +343,12 @@ fn bench_one(
         "with_transfer": stats_json(&x),
         "enqueue_host": stats_json(&e),
         "throughput_per_s": batch as f64 / (c.median * 1e-3),
+        "cuda_graphs": {
+            "captured": graphs_on && captures > 0,
+            "compute": stats_json(&gc),
+            "enqueue_host": stats_json(&ge),
+            "throughput_per_s": batch as f64 / (gc.median * 1e-3),
+        },
         "profile": {
             "total_ms": profile.total_ms,
             "by_op": profile.by_op(),

@@ -3,7 +3,8 @@
 //! kiln-reference on fresh random inputs, and with the inputs PyTorch's outputs were saved for
 //! (fixtures/manifest.json) against those. Inputs and outputs live in device buffers bound to
 //! the context; every output buffer is filled with NaN bytes before each run, and a NaN in the
-//! result fails.
+//! result fails. Each case also runs its first check three times with CUDA-graph replay on
+//! (step by step, captured, replayed) on the same buffers.
 //!
 //! Without a CUDA device every case is reported as skipped and the run succeeds; set
 //! `KILN_GPU_REQUIRED=1` to make a missing device a failure. An optional argument filters
@@ -257,6 +258,58 @@ fn run_poisoned(engine: &Arc<Engine>, inputs: &[HostTensor]) -> Result<Vec<HostT
     Ok(result)
 }
 
+/// Three runs of one context with CUDA-graph replay on, on the same bound buffers (the first
+/// runs step by step, the second is captured and launched, the third replays), the outputs
+/// filled with NaN bytes before each. Returns each run's outputs; fails unless exactly one
+/// graph was captured.
+fn run_graphed(engine: &Arc<Engine>, inputs: &[HostTensor]) -> Result<Vec<Vec<HostTensor>>> {
+    let mut ctx = ExecutionContext::new(engine.clone())?;
+    ctx.set_cuda_graphs(true);
+    let stream = ctx.stream().clone();
+    let alloc = kiln_cuda::DeviceAllocator::new(engine.device());
+    let mut keep = Vec::new();
+    for t in inputs {
+        ctx.set_input_shape(&t.name, &t.dims)?;
+        let mut b = alloc.alloc(t.data.len().max(1), &stream)?;
+        kiln_cuda::copy::htod(&stream, &t.data, &mut b)?;
+        ctx.bind(&t.name, DevicePtr(b.device_ptr()))?;
+        keep.push(b);
+    }
+    let mut outs = Vec::new();
+    for spec in engine.outputs() {
+        let dims = ctx.output_shape(&spec.name)?;
+        let t = HostTensor::zeros(spec.name.clone(), spec.dtype, &dims)?;
+        let b = alloc.alloc(t.data.len().max(1), &stream)?;
+        ctx.bind(&spec.name, DevicePtr(b.device_ptr()))?;
+        outs.push((t, b));
+    }
+    let mut runs = Vec::new();
+    for _ in 0..3 {
+        for (t, b) in outs.iter_mut() {
+            kiln_cuda::copy::htod(&stream, &vec![0xffu8; t.data.len()], b)?;
+        }
+        // SAFETY: every bound address is a buffer in `keep` / `outs`, alive until the stream
+        // is synchronised below.
+        let run = unsafe { ctx.enqueue(StreamHandle(stream.id())) };
+        stream.synchronize()?;
+        run?;
+        let mut result = Vec::new();
+        for (t, b) in &outs {
+            let mut t = t.clone();
+            kiln_cuda::copy::dtoh(&stream, b, &mut t.data)?;
+            result.push(t);
+        }
+        runs.push(result);
+    }
+    let (on, captures) = ctx.cuda_graphs();
+    ensure!(
+        on && captures == 1,
+        "CUDA graphs: {captures} captured, still on: {on} (see the log for the capture error)"
+    );
+    drop(keep);
+    Ok(runs)
+}
+
 fn case(
     device: &Arc<kiln_cuda::Device>,
     path: &str,
@@ -318,6 +371,26 @@ fn case(
                 out.name
             );
         }
+    }
+    // CUDA-graph replay gives the same results as the step-by-step run.
+    if let Some(check) = checks.first() {
+        for (i, run) in run_graphed(&engine, &check.inputs)?.iter().enumerate() {
+            for out in run {
+                let want = &check.want[&out.name];
+                let rel = rel_l2(&out.name, want, out)?;
+                let tol = model_tolerance(entry, precision, &out.name);
+                ensure!(
+                    rel <= tol,
+                    "{} {} with CUDA graphs, run {i}: rel-L2 {rel:.3e} > {tol:.2e}",
+                    out.name,
+                    check.label
+                );
+            }
+        }
+        println!(
+            "    {path} {}: CUDA-graph runs (step by step, captured, replayed) match",
+            precision.name()
+        );
     }
     Ok(())
 }

@@ -23,6 +23,23 @@ pub struct ExecutionContext {
     workspace: Option<DeviceBuffer>,
     /// Events ordering a run against a caller's stream: (caller's work ready, run done).
     fences: Option<(Event, Event)>,
+    graphs: GraphState,
+}
+
+/// What a captured run depends on: the input shapes and every address it touches.
+type GraphKey = (ShapeKey, Vec<u64>, Vec<u64>, u64, u64);
+
+/// CUDA-graph replay of runs (off by default; [`ExecutionContext::set_cuda_graphs`]). A run
+/// whose shapes and addresses match the previous run's is captured into a graph once, then
+/// replayed with one launch: the host cost of a run no longer grows with its step count.
+#[derive(Default)]
+struct GraphState {
+    enabled: bool,
+    /// The last run made without a graph (the one before a capture warms up modules,
+    /// tactics and workspaces).
+    warm: Option<GraphKey>,
+    cached: Option<(GraphKey, kiln_cuda::Graph)>,
+    captures: usize,
 }
 
 impl ExecutionContext {
@@ -42,6 +59,7 @@ impl ExecutionContext {
             arena: None,
             workspace: None,
             fences: None,
+            graphs: GraphState::default(),
         })
     }
 
@@ -81,9 +99,35 @@ impl ExecutionContext {
     /// As [`kiln_core::ExecutionContext::enqueue`]: every bound address must be live device
     /// memory of the tensor's size until the stream's work finishes.
     pub unsafe fn enqueue_own(&mut self) -> Result<()> {
-        self.with_addresses(|engine, program, addrs, stream| {
-            exec::run(engine, program, addrs, stream)
-        })
+        if !self.graphs.enabled {
+            return self.with_addresses(|engine, program, addrs, stream, _| {
+                exec::run(engine, program, addrs, stream)
+            });
+        }
+        let mut graphs = std::mem::take(&mut self.graphs);
+        let r = self.with_addresses(|engine, program, addrs, stream, key| {
+            run_graphed(engine, program, addrs, stream, &mut graphs, key)
+        });
+        self.graphs = graphs;
+        r
+    }
+
+    /// Turns CUDA-graph replay on or off (off by default). On: the first run at given shapes
+    /// and bindings runs step by step, the second is captured into a graph and launched, later
+    /// identical runs replay it; a change of shapes or of any bound, arena or workspace
+    /// address starts over. If capture fails (a library call that cannot be captured) the
+    /// context says so in the log and runs without graphs.
+    pub fn set_cuda_graphs(&mut self, on: bool) {
+        self.graphs.enabled = on;
+        if !on {
+            self.graphs.cached = None;
+            self.graphs.warm = None;
+        }
+    }
+
+    /// Whether CUDA-graph replay is on, and how many graphs the context has captured.
+    pub fn cuda_graphs(&self) -> (bool, usize) {
+        (self.graphs.enabled, self.graphs.captures)
     }
 
     /// One run on the context's stream with a pair of timing events around every step; waits
@@ -92,7 +136,7 @@ impl ExecutionContext {
     /// # Safety
     /// As [`ExecutionContext::enqueue_own`].
     pub unsafe fn run_profiled(&mut self) -> Result<Profile> {
-        self.with_addresses(|engine, program, addrs, stream| {
+        self.with_addresses(|engine, program, addrs, stream, _| {
             exec::run_profiled(engine, program, addrs, stream)
         })
     }
@@ -101,7 +145,7 @@ impl ExecutionContext {
     /// then calls `f` with them.
     fn with_addresses<T>(
         &mut self,
-        f: impl FnOnce(&Engine, &super::Prepared, &Addresses<'_>, &Stream) -> Result<T>,
+        f: impl FnOnce(&Engine, &super::Prepared, &Addresses<'_>, &Stream, GraphKey) -> Result<T>,
     ) -> Result<T> {
         let key = self.key()?;
         let program = self.engine.program(&key)?;
@@ -138,7 +182,14 @@ impl ExecutionContext {
             workspace: self.workspace.as_ref().map_or(0, |w| w.device_ptr()),
             workspace_bytes: self.workspace.as_ref().map_or(0, |w| w.capacity()),
         };
-        f(&self.engine, &program, &addrs, &self.stream)
+        let graph_key = (
+            key,
+            inputs.clone(),
+            outputs.clone(),
+            addrs.arena,
+            addrs.workspace,
+        );
+        f(&self.engine, &program, &addrs, &self.stream, graph_key)
     }
 
     /// The two events that order a run against a caller's stream (created on first use).
@@ -242,6 +293,55 @@ impl ExecutionContext {
         self.shapes[i] = Some(dims.to_vec());
         Ok(())
     }
+}
+
+/// One run with CUDA-graph replay (see [`GraphState`]).
+fn run_graphed(
+    engine: &Engine,
+    program: &super::Prepared,
+    addrs: &Addresses<'_>,
+    stream: &Stream,
+    g: &mut GraphState,
+    key: GraphKey,
+) -> Result<()> {
+    if let Some((k, graph)) = g.cached.as_mut()
+        && *k == key
+    {
+        return Ok(graph.launch(stream)?);
+    }
+    if g.warm.as_ref() != Some(&key) {
+        g.cached = None;
+        exec::run(engine, program, addrs, stream)?;
+        g.warm = Some(key);
+        return Ok(());
+    }
+    // The same run as the last one: capture it. A step failing now failed in the warm run
+    // too unless capture is what it refused, so any failure here turns graphs off.
+    let mut step_error = None;
+    let captured = kiln_cuda::graph::capture(stream, |s| {
+        if let Err(e) = exec::run(engine, program, addrs, s) {
+            step_error = Some(e);
+        }
+        Ok(())
+    });
+    let graph = match (step_error, captured.and_then(|c| c.instantiate())) {
+        (None, Ok(graph)) => graph,
+        (step, cuda) => {
+            let why = step
+                .map(|e| e.to_string())
+                .or_else(|| cuda.err().map(|e| e.to_string()))
+                .unwrap_or_default();
+            tracing::warn!(%why, "CUDA graph capture failed; this context runs without graphs");
+            g.enabled = false;
+            g.warm = None;
+            return exec::run(engine, program, addrs, stream);
+        }
+    };
+    let mut graph = graph;
+    graph.launch(stream)?;
+    g.captures += 1;
+    g.cached = Some((key, graph));
+    Ok(())
 }
 
 impl kiln_core::ExecutionContext for ExecutionContext {
