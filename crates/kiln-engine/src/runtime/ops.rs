@@ -507,9 +507,9 @@ pub fn modules_for(step: &Step, p: &Program) -> Result<Vec<ModuleSpec>> {
     let first = t(step.inputs.first());
     let dt = first.map_or(DataType::F32, |x| x.dtype);
     let size = |d: DataType| d.size_in_bytes();
-    let k = |r: crate::kernels::nvrtc::Result<ModuleSpec>| {
+    fn k<T>(r: crate::kernels::nvrtc::Result<T>) -> Result<T> {
         r.map_err(|e| EngineError::Unsupported(e.to_string()))
-    };
+    }
     let node = match &step.kind {
         StepKind::Copy => return Ok(Vec::new()),
         StepKind::Cast => {
@@ -531,7 +531,7 @@ pub fn modules_for(step: &Step, p: &Program) -> Result<Vec<ModuleSpec>> {
         _ if reduce_op(op).is_some() || op == "ArgMax" || op == "ArgMin" => {
             let mut v = vec![k(reduce::module(dt))?];
             if reduce_op(op).is_some() {
-                v.push(k(movement::module(size(dt)))?);
+                v.extend(k(movement::modules(size(dt)))?);
             }
             v
         }
@@ -545,13 +545,13 @@ pub fn modules_for(step: &Step, p: &Program) -> Result<Vec<ModuleSpec>> {
             vec![k(pool::module(dt))?]
         }
         "Transpose" | "Concat" | "Split" | "Slice" | "Expand" | "Tile" => {
-            vec![k(movement::module(size(dt)))?]
+            k(movement::modules(size(dt)))?
         }
         "Gather" => vec![k(gather::module(size(dt)))?],
         "GatherND" => vec![k(gather_nd::module(size(dt)))?],
         "Resize" => vec![k(resize::module(dt))?],
         "Pad" => vec![k(pad::module(size(dt)))?],
-        "Gemm" | "FusedGemm" => vec![k(movement::module(size(out_dt)))?],
+        "Gemm" | "FusedGemm" => k(movement::modules(size(out_dt)))?,
         _ => Vec::new(),
     })
 }

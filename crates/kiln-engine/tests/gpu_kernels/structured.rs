@@ -98,6 +98,18 @@ pub(crate) fn softmax_logsoftmax(ctx: &Ctx) -> Result<()> {
                     |i, o| softmax::softmax(&ctx.lib, &ctx.stream, dt, geo, log, i[0], o[0]),
                 )?;
             }
+            // last-axis rows at the one-warp-per-row kernel's edges (and one past it)
+            for rows in [[3usize, 1024], [33, 128], [2, 1025], [4, 1]] {
+                let n = node(op, 13, vec![ctx.rand(dt, &rows, -6.0, 6.0)]).attr("axis", 1i64);
+                let geo = softmax::softmax_geometry(&rows, 1, false)?;
+                check(
+                    ctx,
+                    &format!("{op} {dt} rows {rows:?}"),
+                    &n,
+                    tolerance(dt),
+                    |i, o| softmax::softmax(&ctx.lib, &ctx.stream, dt, geo, log, i[0], o[0]),
+                )?;
+            }
             // opset 11: coerced to 2-D at axis 1
             let n = node(op, 11, vec![ctx.rand(dt, &dims, -6.0, 6.0)]).attr("axis", 1i64);
             let geo = softmax::softmax_geometry(&dims, 1, true)?;

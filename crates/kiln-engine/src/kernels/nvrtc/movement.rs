@@ -22,15 +22,30 @@ fn elem_type(size: usize) -> Result<&'static str> {
         2 => "unsigned short",
         4 => "unsigned int",
         8 => "unsigned long long",
+        16 => "kiln_w16",
         _ => return Err(invalid("copy", format!("element size {size}"))),
     })
+}
+
+/// Every movement module a copy of `size`-byte elements may launch: its own and those of the
+/// wider words [`widen`] can choose.
+pub fn modules(size: usize) -> Result<Vec<ModuleSpec>> {
+    std::iter::once(size)
+        .chain(
+            [2, 4, 8, 16]
+                .into_iter()
+                .filter(|&w| w > size && w % size == 0),
+        )
+        .map(module)
+        .collect()
 }
 
 /// The movement module for elements of `size` bytes.
 pub fn module(size: usize) -> Result<ModuleSpec> {
     let ty = elem_type(size)?;
     let body = format!(
-        "typedef {ty} E;\n\
+        "struct alignas(16) kiln_w16 {{ unsigned long long a, b; }};\n\
+         typedef {ty} E;\n\
          extern \"C\" __global__ void kiln_copy(const E* src, E* dst, long long n, KDims shape,\n    \
          KDims ss, KDims ds, int rank, long long soff, long long doff) {{\n    \
          KILN_GRID_LOOP(i, n) {{\n        \
@@ -88,8 +103,16 @@ pub fn copy_strided(
     if n == 0 {
         return Ok(());
     }
-    let size = dtype.size_in_bytes();
     let (cs, st) = collapse(shape, &[src.strides.clone(), dst.strides.clone()]);
+    let w = widen(
+        dtype.size_in_bytes(),
+        cs,
+        st,
+        [src.offset, dst.offset],
+        [src.ptr.0, dst.ptr.0],
+    );
+    let (size, cs, st) = (w.size, w.shape, w.strides);
+    let n = numel(&cs, "copy")?;
     let args = [
         Arg::Ptr(src.ptr.0),
         Arg::Ptr(dst.ptr.0),
@@ -98,8 +121,8 @@ pub fn copy_strided(
         Arg::Dims(Dims::strides(&st[0], "copy")?),
         Arg::Dims(Dims::strides(&st[1], "copy")?),
         Arg::I32(cs.len() as i32),
-        Arg::I64(src.offset),
-        Arg::I64(dst.offset),
+        Arg::I64(w.offsets[0]),
+        Arg::I64(w.offsets[1]),
     ];
     lib.launch(
         stream,
@@ -109,6 +132,74 @@ pub fn copy_strided(
         (grid_for(n), BLOCK, 0),
         &args,
     )
+}
+
+/// A strided copy re-expressed in wider words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Widened {
+    /// Bytes per element copied (the element size, or a word of 2, 4, 8 or 16 bytes).
+    pub size: usize,
+    pub shape: Vec<usize>,
+    /// Source and destination strides, in elements of `size`.
+    pub strides: Vec<Vec<i64>>,
+    pub offsets: [i64; 2],
+}
+
+/// Copies whose innermost (collapsed) axis is contiguous on both sides move whole words of up
+/// to 16 bytes per thread instead of single elements: the widest word that divides the inner
+/// run, every other stride, both offsets and both base addresses. A transpose keeping the last
+/// axis (attention heads: `[b, s, h, d]` → `[b, h, s, d]`) then moves `d` fp16 values in a
+/// few 16-byte loads and stores.
+pub fn widen(
+    size: usize,
+    shape: Vec<usize>,
+    strides: Vec<Vec<i64>>,
+    offsets: [i64; 2],
+    ptrs: [u64; 2],
+) -> Widened {
+    let keep = |shape, strides| Widened {
+        size,
+        shape,
+        strides,
+        offsets,
+    };
+    let Some(&inner) = shape.last() else {
+        return keep(shape, strides);
+    };
+    let r = shape.len() - 1;
+    if size == 0 || strides.iter().any(|s| s.get(r) != Some(&1)) {
+        return keep(shape, strides);
+    }
+    for word in [16usize, 8, 4, 2] {
+        if word <= size || word % size != 0 {
+            continue;
+        }
+        let f = (word / size) as i64;
+        let fits = (inner as i64) % f == 0
+            && strides.iter().all(|s| s[..r].iter().all(|&v| v % f == 0))
+            && offsets.iter().all(|&o| o % f == 0)
+            && ptrs.iter().all(|&p| p % word as u64 == 0);
+        if fits {
+            let mut shape = shape;
+            shape[r] = inner / f as usize;
+            let strides = strides
+                .into_iter()
+                .map(|s| {
+                    s.iter()
+                        .enumerate()
+                        .map(|(i, &v)| if i == r { 1 } else { v / f })
+                        .collect()
+                })
+                .collect();
+            return Widened {
+                size: word,
+                shape,
+                strides,
+                offsets: [offsets[0] / f, offsets[1] / f],
+            };
+        }
+    }
+    keep(shape, strides)
 }
 
 /// The output shape and source strides of Transpose with `perm` (empty: reversed axes).
@@ -386,6 +477,70 @@ mod tests {
     use super::*;
 
     #[test]
+    fn copies_widen_to_the_largest_word_that_divides_everything() {
+        // [2, 3, 8] fp16 with the last axis contiguous: 8 halves = one 16-byte word.
+        let w = widen(
+            2,
+            vec![2, 3, 8],
+            vec![vec![8, 16, 1], vec![24, 8, 1]],
+            [0, 0],
+            [256, 512],
+        );
+        assert_eq!(w.size, 16);
+        assert_eq!(w.shape, vec![2, 3, 1]);
+        assert_eq!(w.strides, vec![vec![1, 2, 1], vec![3, 1, 1]]);
+        // an odd offset allows only the element itself
+        let w = widen(
+            2,
+            vec![4, 6],
+            vec![vec![6, 1], vec![6, 1]],
+            [1, 0],
+            [256, 256],
+        );
+        assert_eq!((w.size, w.shape.clone()), (2, vec![4, 6]));
+        // 6 halves: 4-byte words (3 per row)
+        let w = widen(
+            2,
+            vec![4, 6],
+            vec![vec![12, 1], vec![6, 1]],
+            [0, 0],
+            [256, 256],
+        );
+        assert_eq!((w.size, w.shape.clone()), (4, vec![4, 3]));
+        assert_eq!(w.strides, vec![vec![6, 1], vec![3, 1]]);
+        // a base address aligned to 8 only
+        let w = widen(
+            4,
+            vec![2, 4],
+            vec![vec![4, 1], vec![4, 1]],
+            [0, 0],
+            [264, 256],
+        );
+        assert_eq!(w.size, 8);
+        // inner axis strided: unchanged
+        let w = widen(
+            2,
+            vec![4, 8],
+            vec![vec![1, 4], vec![8, 1]],
+            [0, 0],
+            [256, 256],
+        );
+        assert_eq!((w.size, w.shape.clone()), (2, vec![4, 8]));
+        // 8-byte elements move as 16-byte pairs
+        let w = widen(
+            8,
+            vec![3, 2],
+            vec![vec![2, 1], vec![2, 1]],
+            [2, 0],
+            [256, 256],
+        );
+        assert_eq!(
+            (w.size, w.shape.clone(), w.offsets),
+            (16, vec![3, 1], [1, 0])
+        );
+    }
+
+    #[test]
     fn transpose_plans() {
         let (s, st) = transpose_plan(&[2, 3, 4], &[2, 0, 1]).unwrap();
         assert_eq!(s, vec![4, 2, 3]);
@@ -411,11 +566,14 @@ mod tests {
 
     #[test]
     fn modules_per_size() {
-        for s in [1, 2, 4, 8] {
+        for s in [1, 2, 4, 8, 16] {
             let m = module(s).unwrap();
             assert_eq!(m.name, format!("move_b{s}"));
             assert_eq!(m.source.matches('{').count(), m.source.matches('}').count());
         }
-        assert!(module(16).is_err());
+        assert!(module(3).is_err() && module(32).is_err());
+        let names: Vec<String> = modules(2).unwrap().into_iter().map(|m| m.name).collect();
+        assert_eq!(names, ["move_b2", "move_b4", "move_b8", "move_b16"]);
+        assert_eq!(modules(16).unwrap().len(), 1);
     }
 }
