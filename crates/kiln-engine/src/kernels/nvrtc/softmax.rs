@@ -1,6 +1,4 @@
-//! Softmax and LogSoftmax along one axis, f32 accumulation. Contiguous rows of up to
-//! [`WARP_MAX_LEN`] values (attention scores) run one warp per row with the row held in
-//! registers (one read, one write, no block barriers); other lanes run one block per lane.
+//! Softmax and LogSoftmax along one axis, one block per lane, f32 accumulation.
 //!
 //! As kiln-reference: the lane's maximum (ignoring NaN) is subtracted before exponentiating
 //! (0 when the lane is all -inf), NaN propagates through the sum; LogSoftmax is
@@ -14,12 +12,6 @@ use super::ffi::Arg;
 use super::library::ModuleSpec;
 use super::prelude::{ctype, is_float, module_source, type_defs};
 use super::{DevicePtr, KernelLibrary, Result, invalid, unsupported};
-
-/// Longest contiguous row the one-warp-per-row kernel takes (32 values per thread).
-pub const WARP_MAX_LEN: usize = 1024;
-
-/// Rows per block of the one-warp-per-row kernel.
-const WARP_ROWS: u32 = 8;
 
 /// The softmax module for `dtype` (f32, f16, bf16).
 pub fn module(dtype: DataType) -> Result<ModuleSpec> {
@@ -49,42 +41,6 @@ extern "C" __global__ void kiln_softmax(const A_s* px, A_s* py, long long lanes,
             float x = A_tof(A_ld(px, base + k * inner));
             float y = log_out ? (x - shift) - ls : expf(x - shift) / s;
             A_st(py, base + k * inner, A_fromf(y));
-        }
-    }
-}
-
-extern "C" __global__ void kiln_softmax_warp(const A_s* px, A_s* py, long long rows, int len,
-                                             int log_out) {
-    const int t = threadIdx.x & 31;
-    const long long nw = ((long long)gridDim.x * blockDim.x) >> 5;
-    for (long long r = ((long long)blockIdx.x * blockDim.x + threadIdx.x) >> 5; r < rows;
-         r += nw) {
-        const long long base = r * len;
-        float v[32];
-        float m = -kiln_inf();
-#pragma unroll
-        for (int j = 0; j < 32; ++j) {
-            int k = t + 32 * j;
-            v[j] = (k < len) ? A_tof(A_ld(px, base + k)) : -kiln_inf();
-            m = KMaxNum::op(m, v[j]);
-        }
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) m = KMaxNum::op(m, __shfl_xor_sync(0xffffffffu, m, o));
-        const float shift = (m == -kiln_inf()) ? 0.f : m;
-        float s = 0.f;
-#pragma unroll
-        for (int j = 0; j < 32; ++j)
-            if (t + 32 * j < len) s += expf(v[j] - shift);
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-        const float ls = logf(s);
-#pragma unroll
-        for (int j = 0; j < 32; ++j) {
-            int k = t + 32 * j;
-            if (k < len) {
-                float y = log_out ? (v[j] - shift) - ls : expf(v[j] - shift) / s;
-                A_st(py, base + k, A_fromf(y));
-            }
         }
     }
 }
@@ -136,24 +92,6 @@ pub fn softmax(
         .ok_or_else(|| invalid("softmax", "too large"))?;
     if lanes == 0 || len == 0 {
         return Ok(());
-    }
-    if inner == 1 && len <= WARP_MAX_LEN {
-        let grid = lanes.div_ceil(WARP_ROWS as usize).min(1 << 16) as u32;
-        let args = [
-            Arg::Ptr(x.0),
-            Arg::Ptr(y.0),
-            Arg::I64(lanes as i64),
-            Arg::I32(len as i32),
-            Arg::I32(i32::from(log)),
-        ];
-        return lib.launch(
-            stream,
-            &format!("softmax_{}", t.tag),
-            || module(dtype).map(|m| m.source).unwrap_or_default(),
-            "kiln_softmax_warp",
-            (grid, 32 * WARP_ROWS, 0),
-            &args,
-        );
     }
     let block = super::layout::row_block(len).min(256);
     let grid = lanes.min(1 << 20) as u32;
