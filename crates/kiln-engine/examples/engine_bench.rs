@@ -212,19 +212,24 @@ fn bench_one(
 
     let iters = if batch > 8 { iters } else { iters * 4 };
     let (start, end) = (Event::new(device, true)?, Event::new(device, true)?);
-    for _ in 0..WARMUP {
-        enqueue(&mut ctx)?;
-    }
-    stream.synchronize()?;
-    let (mut compute, mut host_enqueue) = (Vec::new(), Vec::new());
-    for _ in 0..iters {
-        start.record(&stream)?;
-        let t = Instant::now();
-        enqueue(&mut ctx)?;
-        host_enqueue.push(t.elapsed().as_secs_f64() * 1e3);
-        end.record(&stream)?;
-        compute.push(f64::from(start.elapsed_ms(&end)?));
-    }
+    // Warm-up, then `iters` runs: (GPU ms between events around each run, host ms of enqueue).
+    let timed = |ctx: &mut ExecutionContext| -> Result<(Vec<f64>, Vec<f64>)> {
+        for _ in 0..WARMUP {
+            enqueue(ctx)?;
+        }
+        stream.synchronize()?;
+        let (mut gpu, mut host) = (Vec::new(), Vec::new());
+        for _ in 0..iters {
+            start.record(&stream)?;
+            let t = Instant::now();
+            enqueue(ctx)?;
+            host.push(t.elapsed().as_secs_f64() * 1e3);
+            end.record(&stream)?;
+            gpu.push(f64::from(start.elapsed_ms(&end)?));
+        }
+        Ok((gpu, host))
+    };
+    let (compute, host_enqueue) = timed(&mut ctx)?;
     let mut transfer = Vec::new();
     for i in 0..WARMUP + iters {
         start.record(&stream)?;
@@ -262,19 +267,7 @@ fn bench_one(
     )?;
     // CUDA graphs: same bindings, so the second run is captured and the rest replay it.
     ctx.set_cuda_graphs(true);
-    for _ in 0..WARMUP {
-        enqueue(&mut ctx)?;
-    }
-    stream.synchronize()?;
-    let (mut g_compute, mut g_enqueue) = (Vec::new(), Vec::new());
-    for _ in 0..iters {
-        start.record(&stream)?;
-        let t = Instant::now();
-        enqueue(&mut ctx)?;
-        g_enqueue.push(t.elapsed().as_secs_f64() * 1e3);
-        end.record(&stream)?;
-        g_compute.push(f64::from(start.elapsed_ms(&end)?));
-    }
+    let (g_compute, g_enqueue) = timed(&mut ctx)?;
     let (graphs_on, captures) = ctx.cuda_graphs();
     ctx.set_cuda_graphs(false);
     let (gc, ge) = (stats(g_compute), stats(g_enqueue));

@@ -221,50 +221,21 @@ fn torch_check(dir: &Path, entry: &serde_json::Value) -> Result<Check> {
     })
 }
 
-/// Runs `inputs` through a fresh context with device buffers bound, the outputs filled with
-/// NaN bytes first (so a step that never writes its output cannot pass on stale memory).
-fn run_poisoned(engine: &Arc<Engine>, inputs: &[HostTensor]) -> Result<Vec<HostTensor>> {
-    let mut ctx = ExecutionContext::new(engine.clone())?;
-    let stream = ctx.stream().clone();
-    let alloc = kiln_cuda::DeviceAllocator::new(engine.device());
-    let mut keep = Vec::new();
-    for t in inputs {
-        ctx.set_input_shape(&t.name, &t.dims)?;
-        let mut b = alloc.alloc(t.data.len().max(1), &stream)?;
-        kiln_cuda::copy::htod(&stream, &t.data, &mut b)?;
-        ctx.bind(&t.name, DevicePtr(b.device_ptr()))?;
-        keep.push(b);
-    }
-    let mut outs = Vec::new();
-    for spec in engine.outputs() {
-        let dims = ctx.output_shape(&spec.name)?;
-        let t = HostTensor::zeros(spec.name.clone(), spec.dtype, &dims)?;
-        let mut b = alloc.alloc(t.data.len().max(1), &stream)?;
-        kiln_cuda::copy::htod(&stream, &vec![0xffu8; t.data.len()], &mut b)?;
-        ctx.bind(&spec.name, DevicePtr(b.device_ptr()))?;
-        outs.push((t, b));
-    }
-    // SAFETY: every bound address is a buffer in `keep` / `outs`, alive until the stream is
-    // synchronised below.
-    let run = unsafe { ctx.enqueue(StreamHandle(stream.id())) };
-    stream.synchronize()?;
-    run?;
-    let mut result = Vec::new();
-    for (mut t, b) in outs {
-        kiln_cuda::copy::dtoh(&stream, &b, &mut t.data)?;
-        result.push(t);
-    }
-    drop(keep);
-    Ok(result)
-}
+/// The outputs of one run.
+type Outputs = Vec<HostTensor>;
 
-/// Three runs of one context with CUDA-graph replay on, on the same bound buffers (the first
-/// runs step by step, the second is captured and launched, the third replays), the outputs
-/// filled with NaN bytes before each. Returns each run's outputs; fails unless exactly one
-/// graph was captured.
-fn run_graphed(engine: &Arc<Engine>, inputs: &[HostTensor]) -> Result<Vec<Vec<HostTensor>>> {
+/// `count` runs of `inputs` through one fresh context (CUDA-graph replay on or off), on device
+/// buffers bound once, every output buffer filled with NaN bytes before each run (so a step
+/// that never writes its output cannot pass on stale memory). Returns each run's outputs and
+/// the context's `cuda_graphs()` state.
+fn runs(
+    engine: &Arc<Engine>,
+    inputs: &[HostTensor],
+    graphs: bool,
+    count: usize,
+) -> Result<(Vec<Outputs>, (bool, usize))> {
     let mut ctx = ExecutionContext::new(engine.clone())?;
-    ctx.set_cuda_graphs(true);
+    ctx.set_cuda_graphs(graphs);
     let stream = ctx.stream().clone();
     let alloc = kiln_cuda::DeviceAllocator::new(engine.device());
     let mut keep = Vec::new();
@@ -283,8 +254,8 @@ fn run_graphed(engine: &Arc<Engine>, inputs: &[HostTensor]) -> Result<Vec<Vec<Ho
         ctx.bind(&spec.name, DevicePtr(b.device_ptr()))?;
         outs.push((t, b));
     }
-    let mut runs = Vec::new();
-    for _ in 0..3 {
+    let mut results = Vec::new();
+    for _ in 0..count {
         for (t, b) in outs.iter_mut() {
             kiln_cuda::copy::htod(&stream, &vec![0xffu8; t.data.len()], b)?;
         }
@@ -299,15 +270,27 @@ fn run_graphed(engine: &Arc<Engine>, inputs: &[HostTensor]) -> Result<Vec<Vec<Ho
             kiln_cuda::copy::dtoh(&stream, b, &mut t.data)?;
             result.push(t);
         }
-        runs.push(result);
+        results.push(result);
     }
-    let (on, captures) = ctx.cuda_graphs();
+    drop(keep);
+    Ok((results, ctx.cuda_graphs()))
+}
+
+/// One run step by step (see [`runs`]).
+fn run_poisoned(engine: &Arc<Engine>, inputs: &[HostTensor]) -> Result<Vec<HostTensor>> {
+    let (mut results, _) = runs(engine, inputs, false, 1)?;
+    results.pop().context("no run")
+}
+
+/// Three runs with CUDA-graph replay on (the first runs step by step, the second is captured
+/// and launched, the third replays); fails unless exactly one graph was captured.
+fn run_graphed(engine: &Arc<Engine>, inputs: &[HostTensor]) -> Result<Vec<Outputs>> {
+    let (results, (on, captures)) = runs(engine, inputs, true, 3)?;
     ensure!(
         on && captures == 1,
         "CUDA graphs: {captures} captured, still on: {on} (see the log for the capture error)"
     );
-    drop(keep);
-    Ok(runs)
+    Ok(results)
 }
 
 fn case(
