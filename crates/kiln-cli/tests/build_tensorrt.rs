@@ -51,7 +51,7 @@ fn other_builds_are_still_pending() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
         assert!(
-            stderr.contains("not implemented yet: needs kiln-engine (issue 5)"),
+            stderr.contains("not implemented yet: needs the CLI wiring of kiln-engine (issue 9)"),
             "{args:?}: {stderr}"
         );
     }

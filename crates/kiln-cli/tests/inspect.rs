@@ -423,9 +423,9 @@ fn truncated_fixtures_never_crash() {
 #[test]
 fn pending_subcommands_say_what_they_wait_for() {
     for (cmd, needs) in [
-        ("build", "issue 5"),
-        ("bench", "issue 5"),
-        ("compare", "issue 5"),
+        ("build", "issue 9"),
+        ("bench", "issue 9"),
+        ("compare", "issue 9"),
     ] {
         let out = kiln(&[cmd, "--onnx", "model.onnx", "--fp16"]);
         assert_clean_failure(&out, cmd);

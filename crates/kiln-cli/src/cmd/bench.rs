@@ -1,9 +1,12 @@
 //! `kiln bench`: latency and throughput of an engine on a CUDA stream.
 //!
-//! Not implemented yet: it needs kiln-engine (issue 5).
+//! Not implemented yet: its wiring to kiln-engine comes with issue 9.
 
 pub use super::PendingArgs as Args;
 
 pub fn run(_args: &Args) -> anyhow::Result<()> {
-    Err(super::not_implemented("bench", "kiln-engine (issue 5)"))
+    Err(super::not_implemented(
+        "bench",
+        "the CLI wiring of kiln-engine (issue 9)",
+    ))
 }

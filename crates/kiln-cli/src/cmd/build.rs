@@ -1,6 +1,6 @@
 //! `kiln build`: ONNX model -> serialised engine (trtexec --onnx ... --saveEngine ...).
 //!
-//! kiln's own builder is not implemented yet: it needs kiln-engine (issue 5). `--backend
+//! kiln's own builder is not implemented yet: its wiring to kiln-engine comes with issue 9. `--backend
 //! tensorrt` goes through kiln-nvinfer: it probes for TensorRT first, so a machine without it
 //! gets a clear error saying how to point kiln at it.
 
@@ -41,7 +41,10 @@ fn tensorrt_args(args: &[String]) -> Option<TrtArgs> {
 pub fn run(args: &Args) -> anyhow::Result<()> {
     match tensorrt_args(&args.args) {
         Some(trt) => build_tensorrt(trt),
-        None => Err(super::not_implemented("build", "kiln-engine (issue 5)")),
+        None => Err(super::not_implemented(
+            "build",
+            "the CLI wiring of kiln-engine (issue 9)",
+        )),
     }
 }
 

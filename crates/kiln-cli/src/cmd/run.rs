@@ -1,7 +1,7 @@
 //! `kiln run`: one inference of a model on given or random inputs, outputs saved as `.npy`.
 //!
 //! `--backend cpu` runs kiln's CPU reference interpreter (kiln-reference). The GPU backends
-//! (`kiln`, `tensorrt`) come with kiln-engine (issue 5) and kiln-nvinfer (issue 7).
+//! (`kiln`, `tensorrt`) come with the CLI wiring of kiln-engine and kiln-nvinfer (issue 9).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -74,7 +74,7 @@ pub fn run(args: &Args) -> Result<()> {
     if args.backend != "cpu" {
         bail!(
             "backend '{}' is not available yet: `kiln run` has the CPU reference (--backend cpu); \
-             the GPU engine comes with kiln-engine (issue 5)",
+             the GPU engine comes to the CLI with issue 9",
             args.backend
         );
     }
