@@ -14,71 +14,38 @@
 
 use std::collections::{HashMap, HashSet};
 
-use kiln_core::DataType;
 use kiln_onnx::{
     AttrValue, Attribute, FusedActivation, Graph, MS_DOMAIN, MS_OPSET, Node, OpsetImport, Tensor,
 };
 
-use super::patch::{GraphPatch, reader_counts};
+use super::patch::{FreshNames, GraphPatch, f32_weight};
 use crate::error::Result;
 
 /// Lowest default-domain opset the rewrites emit nodes for (Reshape-13, Slice-13, Gemm-13).
 const MIN_OPSET: i64 = 13;
 
-/// Fresh value names: unused by the graph and by earlier calls.
-struct Names {
-    taken: HashSet<String>,
-}
-
-impl Names {
-    fn of(graph: &Graph) -> Names {
-        let taken = graph
-            .inputs
-            .iter()
-            .chain(&graph.outputs)
-            .chain(&graph.value_info)
-            .map(|v| v.name.clone())
-            .chain(graph.initializers.iter().map(|t| t.name().to_string()))
-            .chain(graph.nodes.iter().flat_map(|n| n.outputs.iter().cloned()))
-            .chain(graph.nodes.iter().map(|n| n.name.clone()))
-            .collect();
-        Names { taken }
-    }
-
-    fn fresh(&mut self, base: &str) -> String {
-        let mut k = 0usize;
-        loop {
-            let name = if k == 0 {
-                base.to_string()
-            } else {
-                format!("{base}.{k}")
-            };
-            if self.taken.insert(name.clone()) {
-                return name;
-            }
-            k += 1;
-        }
-    }
-}
-
 fn node(name: String, op: &str, inputs: Vec<String>, output: String) -> Node {
     Node {
         name,
         op_type: op.to_string(),
-        domain: String::new(),
         inputs,
         outputs: vec![output],
-        attributes: Vec::new(),
-        doc_string: String::new(),
-        index: 0,
+        ..Node::default()
     }
 }
 
-/// An f32 weight (an initialiser the user cannot override) and its dims.
-fn weight<'g>(graph: &'g Graph, name: &str) -> Option<&'g Tensor> {
-    let t = graph.initializer(name)?;
-    (t.dtype() == DataType::F32 && !graph.overridable_initializers.iter().any(|o| o == name))
-        .then_some(t)
+/// The nodes reading each value (each node once, in graph order).
+fn readers_of(graph: &Graph) -> HashMap<&str, Vec<usize>> {
+    let mut readers: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, n) in graph.nodes.iter().enumerate() {
+        for v in n.inputs.iter().filter(|v| !v.is_empty()) {
+            let r = readers.entry(v.as_str()).or_default();
+            if r.last() != Some(&i) {
+                r.push(i);
+            }
+        }
+    }
+    readers
 }
 
 /// `MatMul(A, W) + b` → `Reshape` → `Gemm(bias)` → `Reshape` (see the module doc). Applies
@@ -90,15 +57,8 @@ pub fn matmul_bias_to_gemm(graph: &Graph) -> Result<GraphPatch> {
     if graph.opset_version("").unwrap_or(0) < MIN_OPSET {
         return Ok(p);
     }
-    let readers = reader_counts(graph);
-    let outputs: HashSet<&str> = graph.outputs.iter().map(|o| o.name.as_str()).collect();
-    let reader_of: HashMap<&str, usize> = graph
-        .nodes
-        .iter()
-        .enumerate()
-        .flat_map(|(i, n)| n.inputs.iter().map(move |v| (v.as_str(), i)))
-        .collect();
-    let mut names = Names::of(graph);
+    let readers = readers_of(graph);
+    let mut names = FreshNames::of(graph);
     let mut used: HashSet<usize> = HashSet::new();
     for (mi, mm) in graph.nodes.iter().enumerate() {
         if mm.op_type != "MatMul" || !mm.domain.is_empty() || mm.inputs.len() != 2 {
@@ -107,12 +67,11 @@ pub fn matmul_bias_to_gemm(graph: &Graph) -> Result<GraphPatch> {
         let (Some(a), Some(w), Some(y)) = (mm.input(0), mm.input(1), mm.output(0)) else {
             continue;
         };
-        let Some(wt) = weight(graph, w) else { continue };
-        let &[k, n] = wt.dims() else { continue };
-        if readers.get(y) != Some(&1) || outputs.contains(y) {
+        let Some(wt) = f32_weight(graph, w) else {
             continue;
-        }
-        let Some(&ai) = reader_of.get(y) else {
+        };
+        let &[k, n] = wt.dims() else { continue };
+        let Some(ai) = only_reader(graph, &readers, y) else {
             continue;
         };
         let add = &graph.nodes[ai];
@@ -125,7 +84,7 @@ pub fn matmul_bias_to_gemm(graph: &Graph) -> Result<GraphPatch> {
             add.input(0)
         };
         let Some(bias) = bias else { continue };
-        let Some(bt) = weight(graph, bias) else {
+        let Some(bt) = f32_weight(graph, bias) else {
             continue;
         };
         if bt.dims() != [n] || used.contains(&mi) || used.contains(&ai) {
@@ -137,7 +96,7 @@ pub fn matmul_bias_to_gemm(graph: &Graph) -> Result<GraphPatch> {
         } else {
             mm.name.clone()
         };
-        let v = |names: &mut Names, s: &str| names.fresh(&format!("{stem}/kiln_gemm/{s}"));
+        let v = |names: &mut FreshNames, s: &str| names.fresh(&format!("{stem}/kiln_gemm/{s}"));
         let (shape_k, a2, g, sa, lead, n_t, s_out) = (
             v(&mut names, "shape_k"),
             v(&mut names, "a2d"),
@@ -236,15 +195,7 @@ pub fn conv_gemm_epilogues(graph: &Graph) -> Result<Graph> {
     let mut shaped = graph.clone();
     // Shapes only steer the choice; a graph inference cannot type keeps its chains unfused.
     let shapes_known = kiln_onnx::infer_shapes(&mut shaped).is_ok();
-    let mut readers: HashMap<&str, Vec<usize>> = HashMap::new();
-    for (i, n) in graph.nodes.iter().enumerate() {
-        for v in n.inputs.iter().filter(|v| !v.is_empty()) {
-            let r = readers.entry(v.as_str()).or_default();
-            if r.last() != Some(&i) {
-                r.push(i);
-            }
-        }
-    }
+    let readers = readers_of(graph);
     let same_shape = |a: &str, b: &str| -> bool {
         let s = |v: &str| shaped.value(v).and_then(|vi| vi.shape.clone());
         shapes_known && matches!((s(a), s(b)), (Some(x), Some(y)) if x == y && x.rank() > 0)

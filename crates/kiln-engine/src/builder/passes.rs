@@ -3,10 +3,9 @@
 
 use std::collections::HashSet;
 
-use kiln_core::DataType;
 use kiln_onnx::{AttrValue, Attribute, Graph, Node, Tensor};
 
-use super::patch::{GraphPatch, reader_counts};
+use super::patch::{FreshNames, GraphPatch, f32_weight, reader_counts};
 use crate::error::Result;
 
 /// What [`optimize`] did, pass by pass.
@@ -68,29 +67,7 @@ pub fn optimize(graph: &Graph) -> Result<(Graph, PassReport)> {
 /// lowering reports it.
 pub fn variadic_to_binary(graph: &Graph) -> GraphPatch {
     let mut p = GraphPatch::new("variadic-to-binary");
-    let mut taken: HashSet<String> = graph
-        .inputs
-        .iter()
-        .chain(&graph.outputs)
-        .chain(&graph.value_info)
-        .map(|v| v.name.clone())
-        .chain(graph.initializers.iter().map(|t| t.name().to_string()))
-        .chain(graph.nodes.iter().flat_map(|n| n.outputs.iter().cloned()))
-        .collect();
-    let mut fresh = |base: String| -> String {
-        let name = (0..)
-            .map(|k| {
-                if k == 0 {
-                    base.clone()
-                } else {
-                    format!("{base}.{k}")
-                }
-            })
-            .find(|n| !taken.contains(n))
-            .unwrap_or_default();
-        taken.insert(name.clone());
-        name
-    };
+    let mut names = FreshNames::of(graph);
     for (i, n) in graph.nodes.iter().enumerate() {
         let op = n.op_type.as_str();
         if !n.domain.is_empty() || !matches!(op, "Sum" | "Min" | "Max" | "Mean") {
@@ -127,7 +104,7 @@ pub fn variadic_to_binary(graph: &Graph) -> GraphPatch {
             let Some((dtype, bytes)) = bytes else {
                 continue;
             };
-            let name = fresh(format!("{out}@count"));
+            let name = names.fresh(&format!("{out}@count"));
             let Ok(t) = Tensor::from_bytes(&name, dtype, Vec::new(), bytes) else {
                 continue;
             };
@@ -141,7 +118,7 @@ pub fn variadic_to_binary(graph: &Graph) -> GraphPatch {
             "Add"
         };
         let last = if count.is_some() {
-            fresh(format!("{out}@sum"))
+            names.fresh(&format!("{out}@sum"))
         } else {
             out.to_string()
         };
@@ -151,7 +128,7 @@ pub fn variadic_to_binary(graph: &Graph) -> GraphPatch {
             let o = if k + 2 == ins.len() {
                 last.clone()
             } else {
-                fresh(format!("{out}@{}{k}", bin.to_lowercase()))
+                names.fresh(&format!("{out}@{}{k}", bin.to_lowercase()))
             };
             nodes.push(step(bin, k, vec![acc, (*x).clone()], o.clone()));
             acc = o;
@@ -210,10 +187,7 @@ pub fn dead_nodes(graph: &Graph) -> GraphPatch {
 }
 
 fn f32_init(graph: &Graph, name: Option<&str>) -> Option<Vec<f32>> {
-    let t = graph.initializer(name?)?;
-    (t.dtype() == DataType::F32 && !graph.overridable_initializers.iter().any(|o| o == t.name()))
-        .then(|| t.to_f32_vec().ok())
-        .flatten()
+    f32_weight(graph, name?)?.to_f32_vec().ok()
 }
 
 /// BatchNormalization whose input is produced by a Conv (or a Gemm, features on axis 1) read

@@ -9,6 +9,52 @@ use kiln_onnx::{Graph, Node, Tensor};
 
 use crate::error::{EngineError, Result};
 
+/// Fresh names for values and nodes a pass adds: unused by the graph (inputs, outputs,
+/// value_info, initialisers, node outputs and node names) and by earlier calls.
+pub struct FreshNames {
+    taken: HashSet<String>,
+}
+
+impl FreshNames {
+    pub fn of(graph: &Graph) -> FreshNames {
+        let taken = graph
+            .inputs
+            .iter()
+            .chain(&graph.outputs)
+            .chain(&graph.value_info)
+            .map(|v| v.name.clone())
+            .chain(graph.initializers.iter().map(|t| t.name().to_string()))
+            .chain(graph.nodes.iter().flat_map(|n| n.outputs.iter().cloned()))
+            .chain(graph.nodes.iter().map(|n| n.name.clone()))
+            .collect();
+        FreshNames { taken }
+    }
+
+    /// `base`, or `base.1`, `base.2`, … if taken.
+    pub fn fresh(&mut self, base: &str) -> String {
+        let name = (0..)
+            .map(|k| {
+                if k == 0 {
+                    base.to_string()
+                } else {
+                    format!("{base}.{k}")
+                }
+            })
+            .find(|n| !self.taken.contains(n))
+            .unwrap_or_default();
+        self.taken.insert(name.clone());
+        name
+    }
+}
+
+/// An f32 weight: an initialiser of that type the user cannot override.
+pub fn f32_weight<'g>(graph: &'g Graph, name: &str) -> Option<&'g Tensor> {
+    let t = graph.initializer(name)?;
+    (t.dtype() == kiln_core::DataType::F32
+        && !graph.overridable_initializers.iter().any(|o| o == name))
+    .then_some(t)
+}
+
 /// One rewrite of a graph, built by a pass and applied by [`GraphPatch::apply`].
 #[derive(Debug, Clone, Default)]
 pub struct GraphPatch {
