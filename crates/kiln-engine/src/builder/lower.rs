@@ -152,6 +152,9 @@ pub fn unsupported_nodes(graph: &Graph, host_ops: bool) -> Vec<String> {
             if n.domain == kiln_onnx::MS_DOMAIN {
                 return !FUSED_OPS.contains(&op);
             }
+            if n.domain == super::rewrite::KILN_DOMAIN {
+                return !super::rewrite::KILN_OPS.contains(&op);
+            }
             !n.domain.is_empty() || !(is_supported(op) || host_ops && HOST_OPS.contains(&op))
         })
         .map(|n| {

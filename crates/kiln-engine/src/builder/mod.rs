@@ -10,6 +10,7 @@ pub mod lower;
 pub mod memory;
 pub mod passes;
 pub mod patch;
+pub mod rewrite;
 
 #[cfg(test)]
 mod op_tests;
@@ -140,6 +141,8 @@ pub fn prepare_programs(
     for p in profiles {
         let shapes = opt_shapes(&inputs, p)?;
         let g = lower::specialize(&optimized, &shapes)?;
+        let (g, fused) = rewrite::rewrite(g, compute, &config.fusions)?;
+        tracing::info!(?fused, "specialisation fusions at opt shapes");
         let program = lower::lower(&g, compute)?;
         let math = crate::runtime::libs::math_mode(config.precision)?;
         let bad = crate::runtime::ops::check_program(&program, math);

@@ -15,6 +15,63 @@ pub struct BuildConfig {
     pub profiles: Vec<OptimizationProfile>,
     /// Where NVRTC binaries are cached (None: no disk cache).
     pub kernel_cache_dir: Option<std::path::PathBuf>,
+    /// Tactic selection effort, as TensorRT's builder optimisation level: 0 takes the
+    /// libraries' heuristic choice; higher levels time more candidates on the device.
+    #[serde(default = "default_opt_level")]
+    pub opt_level: u8,
+    /// A timing cache file (read before timing, written after): rebuilds with it skip the
+    /// timing of every description it holds and choose the same tactics.
+    #[serde(default)]
+    pub timing_cache: Option<std::path::PathBuf>,
+    /// Which specialisation-time fusions run (all by default).
+    #[serde(default)]
+    pub fusions: Fusions,
+}
+
+/// The default [`BuildConfig::opt_level`].
+pub const DEFAULT_OPT_LEVEL: u8 = 3;
+
+fn default_opt_level() -> u8 {
+    DEFAULT_OPT_LEVEL
+}
+
+/// Fusions applied when a graph is specialised to concrete shapes (see
+/// `builder::rewrite`); each can be switched off to compare or to isolate a problem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Fusions {
+    /// Convolutions (and the pools and elementwise ops between them) in NHWC, for
+    /// fp16/bf16 engines.
+    pub nhwc: bool,
+    /// MatMul → scale → mask → Softmax → MatMul as one attention kernel.
+    pub attention: bool,
+    /// Add → LayerNormalization as one kernel.
+    pub add_layer_norm: bool,
+    /// Chains of elementwise ops as one generated kernel.
+    pub elementwise: bool,
+}
+
+impl Default for Fusions {
+    fn default() -> Self {
+        Fusions {
+            nhwc: true,
+            attention: true,
+            add_layer_norm: true,
+            elementwise: true,
+        }
+    }
+}
+
+impl Fusions {
+    /// Every fusion off.
+    pub fn none() -> Fusions {
+        Fusions {
+            nhwc: false,
+            attention: false,
+            add_layer_norm: false,
+            elementwise: false,
+        }
+    }
 }
 
 impl Default for BuildConfig {
@@ -24,6 +81,9 @@ impl Default for BuildConfig {
             workspace_limit: 256 << 20,
             profiles: Vec::new(),
             kernel_cache_dir: None,
+            opt_level: DEFAULT_OPT_LEVEL,
+            timing_cache: None,
+            fusions: Fusions::default(),
         }
     }
 }

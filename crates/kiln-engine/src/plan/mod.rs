@@ -12,7 +12,7 @@
 
 mod header;
 
-pub use header::{BuildConfig, Fingerprint, PlanHeader};
+pub use header::{BuildConfig, DEFAULT_OPT_LEVEL, Fingerprint, Fusions, PlanHeader};
 
 use crate::error::{EngineError, Result};
 

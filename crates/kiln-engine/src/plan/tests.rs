@@ -155,6 +155,7 @@ pub(crate) fn fixture_plans() -> Vec<(String, Plan)> {
             workspace_limit: 1 << 20,
             profiles: vec![batch_profile(&graph)],
             kernel_cache_dir: None,
+            ..BuildConfig::default()
         };
         let (mut p, programs) =
             crate::builder::prepare_programs(&graph, &config, plan().header.fingerprint)

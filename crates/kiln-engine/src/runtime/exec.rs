@@ -263,6 +263,7 @@ fn run_step(r: &Run<'_>, index: usize, step: &Step) -> Result<()> {
         }
         StepKind::Node(node) => match r.prep.libs.get(index).and_then(Option::as_ref) {
             Some(call) => run_lib(r, step, node, call),
+            None if super::kiln_ops::is_kiln(node) => super::kiln_ops::run(r, step, node),
             None => run_node(r, step, node),
         },
     }

@@ -85,6 +85,9 @@ pub fn lib_desc(step: &Step, p: &Program, math: MathMode) -> Result<Option<LibDe
     let StepKind::Node(node) = &step.kind else {
         return Ok(None);
     };
+    if super::kiln_ops::is_kiln(node) {
+        return super::kiln_ops::lib_desc(step, p, math, node);
+    }
     let dims = |i: usize| -> Result<&[usize]> {
         step.inputs
             .get(i)

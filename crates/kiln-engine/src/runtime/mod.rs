@@ -13,6 +13,7 @@
 
 mod context;
 mod exec;
+pub mod kiln_ops;
 pub mod libs;
 pub mod ops;
 mod prepare;

@@ -372,6 +372,9 @@ fn check_types(step: &Step, p: &Program) -> Result<()> {
     let StepKind::Node(node) = &step.kind else {
         return Ok(());
     };
+    if super::kiln_ops::is_kiln(node) {
+        return Ok(());
+    }
     let Some(Some(x)) = step.inputs.first() else {
         return Ok(());
     };
@@ -523,6 +526,9 @@ pub fn modules_for(step: &Step, p: &Program) -> Result<Vec<ModuleSpec>> {
         StepKind::Pad { .. } => return Ok(vec![k(pad::module(size(dt)))?]),
         StepKind::Node(n) => n,
     };
+    if super::kiln_ops::is_kiln(node) {
+        return super::kiln_ops::modules(step, p, node);
+    }
     let op = node.op_type.as_str();
     let out_dt = step.outputs.first().map_or(dt, |&o| p.tensors[o].dtype);
     Ok(match op {

@@ -11,6 +11,7 @@ use kiln_onnx::Graph;
 use super::libs::{self, LibCall, LibDesc, Tactics, key};
 use super::{Engine, weight_bytes};
 use crate::builder::lower::{self, Program};
+use crate::builder::rewrite;
 use crate::error::{EngineError, Result};
 use crate::kernels::conv::Dnn;
 use crate::kernels::gemm::{Blas, MathMode};
@@ -55,7 +56,15 @@ pub(crate) fn handles(device: &Arc<Device>, graph: &Graph) -> Result<Handles> {
     } else {
         None
     };
-    let dnn = if ops_in(graph, &["Conv", "ConvTranspose", "FusedConv"]) {
+    let dnn = if ops_in(
+        graph,
+        &[
+            "Conv",
+            "ConvTranspose",
+            "FusedConv",
+            crate::builder::rewrite::nhwc::CONV_OP,
+        ],
+    ) {
         Some(Dnn::new(device).map_err(lib)?)
     } else {
         None
@@ -141,6 +150,7 @@ fn lib_calls(
 /// Specialises and lowers the engine's graph at `shapes` and makes it ready to run.
 pub(crate) fn prepare(engine: &Engine, shapes: &[(String, Vec<usize>)]) -> Result<Prepared> {
     let g = lower::specialize(&engine.graph, shapes)?;
+    let (g, _) = rewrite::rewrite(g, engine.compute, &engine.header.config.fusions)?;
     let program = lower::lower(&g, engine.compute)?;
     let math = libs::math_mode(engine.header.config.precision)?;
     let libs = {

@@ -1,0 +1,14 @@
+//! Fusion: MatMul → scale → mask → Softmax → MatMul as one attention kernel (not yet written: the rewrite changes nothing).
+
+use kiln_core::DataType;
+use kiln_onnx::Graph;
+
+use crate::error::Result;
+
+/// The fused op's type in the kiln domain.
+pub const OP: &str = "Attention";
+
+/// Rewrites every matching group of `g`; returns how many.
+pub fn rewrite(_g: &mut Graph, _compute: DataType) -> Result<usize> {
+    Ok(0)
+}
