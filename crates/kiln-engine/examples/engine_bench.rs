@@ -302,18 +302,29 @@ fn bench_one(
         batch as f64 / (gc.median * 1e-3),
     );
     println!(
-        "      profiled run {:.3} ms over {} steps; by op:",
+        "      profiled run {:.3} ms over {} steps (floor {:.3} ms); by op:",
         profile.total_ms,
-        profile.steps.len()
+        profile.steps.len(),
+        profile.floor_ms
     );
-    for t in profile.by_op().iter().take(12) {
-        println!("        {:24} {:4} steps {:9.3} ms", t.op, t.count, t.ms);
+    for t in profile.by_op().iter().take(14) {
+        println!(
+            "        {:24} {:4} steps {:9.3} ms  floor {:8.3} ms",
+            t.op, t.count, t.ms, t.floor_ms
+        );
     }
     println!("      slowest steps:");
-    for st in profile.slowest(8) {
+    for st in profile.slowest(10) {
         println!(
-            "        {:9.3} ms  {} {} {:?} [{}]",
-            st.ms, st.op, st.name, st.output_dims, st.kernel
+            "        {:9.3} ms (floor {:.3}, {:.1} GFLOP, {:.1} MB)  {} {} {:?} [{}]",
+            st.ms,
+            st.floor_ms,
+            st.flops as f64 / 1e9,
+            st.bytes as f64 / 1e6,
+            st.op,
+            st.name,
+            st.output_dims,
+            st.kernel
         );
     }
     if !finite {
@@ -344,6 +355,8 @@ fn bench_one(
         },
         "profile": {
             "total_ms": profile.total_ms,
+            "floor_ms": profile.floor_ms,
+            "peaks": profile.peaks,
             "by_op": profile.by_op(),
             "steps": profile.steps,
         },

@@ -189,10 +189,16 @@ pub(crate) fn run_profiled(
     }
     events[steps.len()].record(stream)?;
     stream.synchronize()?;
+    let peaks = super::profile::Peaks::for_device(
+        &engine.device.info().name,
+        engine.header.config.precision,
+    );
     let mut profile = Profile::default();
     for (i, step) in steps.iter().enumerate() {
         let (name, op) = describe(step);
-        let kernel = match prep.libs.get(i).and_then(Option::as_ref) {
+        let lib = prep.libs.get(i).and_then(Option::as_ref);
+        let (flops, bytes) = super::profile::step_cost(&prep.program, step, lib);
+        let kernel = match lib {
             Some(LibCall::Gemm { tactic, .. }) | Some(LibCall::MatMul { tactic, .. }) => {
                 format!("cuBLASLt {tactic:?}")
             }
@@ -206,9 +212,14 @@ pub(crate) fn run_profiled(
             kernel,
             output_dims: output_dims(&prep.program, step),
             ms: f64::from(events[i].elapsed_ms(&events[i + 1])?),
+            flops,
+            bytes,
+            floor_ms: peaks.floor_ms(flops, bytes),
         });
     }
     profile.total_ms = f64::from(events[0].elapsed_ms(&events[steps.len()])?);
+    profile.floor_ms = profile.steps.iter().map(|s| s.floor_ms).sum();
+    profile.peaks = Some(peaks);
     Ok(profile)
 }
 

@@ -22,7 +22,7 @@ pub mod profile;
 pub use context::ExecutionContext;
 pub(crate) use prepare::Prepared;
 pub use prepare::{KERNEL_SEP, finish_build, kernel_binaries, kernel_sections};
-pub use profile::{OpTotal, Profile, StepTime};
+pub use profile::{OpTotal, Peaks, Profile, StepTime};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

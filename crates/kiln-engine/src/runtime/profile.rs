@@ -5,7 +5,8 @@
 
 use serde::Serialize;
 
-use crate::builder::lower::{Program, Step, StepKind};
+use super::libs::LibCall;
+use crate::builder::lower::{Program, Step, StepKind, root};
 
 /// The GPU time of one step.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -21,6 +22,94 @@ pub struct StepTime {
     /// Dims of the step's first output.
     pub output_dims: Vec<usize>,
     pub ms: f64,
+    /// Arithmetic of the library calls (2 per multiply-add; 0 for memory-bound steps).
+    pub flops: u64,
+    /// Bytes the step must move at least: every distinct operand read once, every output
+    /// written once.
+    pub bytes: u64,
+    /// The step's floor at the profile's [`Peaks`]: the larger of bytes over bandwidth and
+    /// FLOPs over the matrix rate.
+    pub floor_ms: f64,
+}
+
+/// Ceilings a profile's floors are computed with.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Peaks {
+    /// Device memory bandwidth, bytes read plus written per second.
+    pub bytes_per_s: f64,
+    /// Matrix (tensor-core) rate of the engine's precision, FLOP per second.
+    pub flops_per_s: f64,
+    /// Where the figures come from.
+    pub source: String,
+}
+
+impl Peaks {
+    /// Ceilings measured on the lent machines (device-to-device copy bandwidth, 8192³
+    /// bf16 matrix product on random data; the device library's KINDS.md): H100 3.0 TB/s,
+    /// H200 4.3 TB/s, 790 TFLOP/s on both for fp16/bf16, half that for tf32 and 60 TFLOP/s
+    /// for plain fp32 (the datasheet's 67 less what copies showed is lost). Other GPUs get
+    /// the H100's figures, which the source says.
+    pub fn for_device(gpu_name: &str, precision: kiln_core::Precision) -> Peaks {
+        use kiln_core::Precision as P;
+        let h200 = gpu_name.contains("H200");
+        let bytes_per_s = if h200 { 4.3e12 } else { 3.0e12 };
+        let flops_per_s = match precision {
+            P::Fp16 | P::Bf16 | P::Int8 => 790e12,
+            P::Tf32 => 395e12,
+            P::Fp32 => 60e12,
+        };
+        let known = h200 || gpu_name.contains("H100");
+        let source = format!(
+            "{} ceilings measured on the lent machines (copy bandwidth, bf16 8192^3 GEMM){}",
+            if h200 { "H200" } else { "H100" },
+            if known {
+                ""
+            } else {
+                "; this GPU was not measured, so its floors are only indicative"
+            }
+        );
+        Peaks {
+            bytes_per_s,
+            flops_per_s,
+            source,
+        }
+    }
+
+    /// The floor of `flops` and `bytes`, in milliseconds.
+    pub fn floor_ms(&self, flops: u64, bytes: u64) -> f64 {
+        let t = (bytes as f64 / self.bytes_per_s).max(flops as f64 / self.flops_per_s);
+        t * 1e3
+    }
+}
+
+/// FLOPs and bytes of one step (see [`StepTime`]).
+pub(crate) fn step_cost(program: &Program, step: &Step, lib: Option<&LibCall>) -> (u64, u64) {
+    let mut seen = Vec::new();
+    let mut bytes = 0u64;
+    for &t in step.inputs.iter().flatten().chain(&step.outputs) {
+        let r = root(&program.tensors, t);
+        if !seen.contains(&r) {
+            seen.push(r);
+            bytes += program.tensors[t].bytes() as u64;
+        }
+    }
+    let flops = match lib {
+        Some(LibCall::Gemm { desc, .. }) => {
+            2 * (desc.m * desc.n * desc.k * desc.batch.max(1)) as u64
+        }
+        Some(LibCall::MatMul { plan, .. }) => {
+            let d = &plan.desc;
+            2 * (d.m * d.n * d.k * d.batch.max(1) * plan.calls.len()) as u64
+        }
+        Some(LibCall::Conv { desc, .. }) => {
+            let g = &desc.geometry;
+            let o = g.out_hw().unwrap_or([0, 0]);
+            let per_out = (g.c / g.groups.max(1)) * g.kernel[0] * g.kernel[1];
+            2 * (g.n * g.k * o[0] * o[1] * per_out) as u64
+        }
+        None => 0,
+    };
+    (flops, bytes)
 }
 
 /// A profile of one run.
@@ -29,6 +118,10 @@ pub struct Profile {
     pub steps: Vec<StepTime>,
     /// From the first step's start to the last step's end.
     pub total_ms: f64,
+    /// The sum of the steps' floors.
+    pub floor_ms: f64,
+    /// The ceilings the floors use.
+    pub peaks: Option<Peaks>,
 }
 
 /// Time per op type, largest first.
@@ -37,6 +130,8 @@ pub struct OpTotal {
     pub op: String,
     pub count: usize,
     pub ms: f64,
+    /// The steps' floors summed.
+    pub floor_ms: f64,
 }
 
 impl Profile {
@@ -48,11 +143,13 @@ impl Profile {
                 Some(t) => {
                     t.count += 1;
                     t.ms += s.ms;
+                    t.floor_ms += s.floor_ms;
                 }
                 None => totals.push(OpTotal {
                     op: s.op.clone(),
                     count: 1,
                     ms: s.ms,
+                    floor_ms: s.floor_ms,
                 }),
             }
         }
@@ -99,6 +196,9 @@ mod tests {
             kernel: "nvrtc".into(),
             output_dims: vec![1],
             ms,
+            flops: 0,
+            bytes: 1000,
+            floor_ms: ms / 2.0,
         }
     }
 
@@ -111,14 +211,40 @@ mod tests {
                 step("Add", 2.5, 2),
             ],
             total_ms: 6.5,
+            ..Profile::default()
         };
         let t = p.by_op();
         assert_eq!(t[0].op, "Add");
         assert_eq!(t[0].count, 2);
         assert!((t[0].ms - 3.5).abs() < 1e-12);
+        assert!((t[0].floor_ms - 1.75).abs() < 1e-12);
         assert_eq!(t[1].op, "Conv");
         let s = p.slowest(2);
         assert_eq!(s[0].index, 1);
         assert_eq!(s[1].index, 2);
+    }
+}
+
+#[cfg(test)]
+mod floor_tests {
+    use super::*;
+    use kiln_core::Precision;
+
+    #[test]
+    fn floors_take_the_binding_ceiling() {
+        let p = Peaks::for_device("NVIDIA H100 80GB HBM3", Precision::Fp16);
+        assert!(!p.source.contains("not measured"));
+        // 3 GB at 3 TB/s is 1 ms; 79 GFLOP at 790 TFLOP/s is 0.1 ms.
+        assert!((p.floor_ms(79_000_000_000, 3_000_000_000) - 1.0).abs() < 1e-9);
+        // 790 GFLOP is 1 ms, more than 3 MB's 1 µs.
+        assert!((p.floor_ms(790_000_000_000, 3_000_000) - 1.0).abs() < 1e-9);
+        let h200 = Peaks::for_device("NVIDIA H200", Precision::Fp32);
+        assert_eq!(h200.bytes_per_s, 4.3e12);
+        assert_eq!(h200.flops_per_s, 60e12);
+        assert!(
+            Peaks::for_device("Tesla T4", Precision::Fp16)
+                .source
+                .contains("not measured")
+        );
     }
 }
