@@ -1,0 +1,196 @@
+//! GPU tests of the batching executor over kiln-engine (`harness = false`): the pipeline
+//! (pinned staging, H2D on the copy stream, enqueue on the compute stream, D2H back) answers
+//! every request of many concurrent callers with the rows that request alone gives on the CPU
+//! reference, at fp32 and fp16, with several instances on one GPU; the counts add up after
+//! shutdown.
+//!
+//! Without a CUDA device every test is reported as skipped; `KILN_GPU_REQUIRED=1` makes a
+//! missing device a failure. `KILN_FIXTURES_DIR` points at the fixtures when the binary runs
+//! away from its checkout.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, ensure};
+use kiln_batch::{DeviceEngine, Executor, Request};
+use kiln_core::{Engine as _, HostTensor, OptimizationProfile, Precision, ProfileInput};
+use kiln_cuda::Device;
+use kiln_engine::{BuildConfig, Builder, Engine};
+
+struct Ctx {
+    device: Arc<Device>,
+    fixtures: PathBuf,
+}
+
+type TestFn = fn(&Ctx) -> Result<()>;
+
+const TESTS: &[(&str, TestFn)] = &[
+    ("mlp_fp32_two_instances", mlp_fp32_two_instances),
+    ("cnn_fp16_three_instances", cnn_fp16_three_instances),
+];
+
+fn main() -> ExitCode {
+    kiln_cuda::gpu_test::run(
+        TESTS,
+        || setup().map_err(|reason| format!("no CUDA device: {reason:#}")),
+        |_| {},
+    )
+}
+
+fn setup() -> Result<Ctx> {
+    let device = Device::open(0)?;
+    println!("device: {}", device.info().name);
+    let fixtures = std::env::var_os("KILN_FIXTURES_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures"));
+    Ok(Ctx { device, fixtures })
+}
+
+fn mlp_fp32_two_instances(ctx: &Ctx) -> Result<()> {
+    run_case(ctx, "mlp_legacy", Precision::Fp32, 2, 1e-5)
+}
+
+fn cnn_fp16_three_instances(ctx: &Ctx) -> Result<()> {
+    run_case(ctx, "cnn_legacy", Precision::Fp16, 3, 1e-2)
+}
+
+/// The fixture's single input with a dynamic batch dim: `(name, dims after the batch)`.
+fn batch_input(graph: &kiln_onnx::Graph) -> Result<(String, Vec<usize>)> {
+    ensure!(graph.inputs.len() == 1, "one input expected");
+    let vi = &graph.inputs[0];
+    let dims = vi.shape.as_ref().context("input rank")?.dims();
+    let rest = dims[1..]
+        .iter()
+        .map(|d| d.known().context("a non-batch dim is dynamic"))
+        .collect::<Result<Vec<_>>>()?;
+    Ok((vi.name.clone(), rest))
+}
+
+fn rel_l2(got: &[f32], want: &[f32]) -> f64 {
+    let (mut num, mut den) = (0f64, 0f64);
+    for (g, w) in got.iter().zip(want) {
+        let d = f64::from(*g) - f64::from(*w);
+        num += d * d;
+        den += f64::from(*w) * f64::from(*w);
+    }
+    if got.iter().any(|v| !v.is_finite()) {
+        return f64::INFINITY;
+    }
+    (num / den.max(1e-30)).sqrt()
+}
+
+fn run_case(
+    ctx: &Ctx,
+    fixture: &str,
+    precision: Precision,
+    instances: usize,
+    tol: f64,
+) -> Result<()> {
+    const MAX_BATCH: usize = 16;
+    const THREADS: usize = 4;
+    const PER_THREAD: usize = 150;
+    let path = ctx.fixtures.join(format!("{fixture}.onnx"));
+    let graph = kiln_onnx::load(&path).with_context(|| path.display().to_string())?;
+    let (input, rest) = batch_input(&graph)?;
+    let at = |b: usize| [vec![b], rest.clone()].concat();
+    let config = BuildConfig {
+        precision,
+        profiles: vec![OptimizationProfile {
+            inputs: vec![ProfileInput {
+                name: input.clone(),
+                min: at(1),
+                opt: at(8),
+                max: at(MAX_BATCH),
+            }],
+        }],
+        ..BuildConfig::default()
+    };
+    let plan = Builder::new(&ctx.device).build(&graph, &config)?;
+    let engine: Arc<Engine> = Engine::from_plan(&ctx.device, &plan)?;
+    let reference = Arc::new(kiln_reference::CpuEngine::new(graph.clone())?);
+    let engine: Arc<dyn kiln_core::Engine> = engine;
+    let exec = Executor::builder(engine.clone())
+        .max_batch(MAX_BATCH)
+        .max_queue_delay(Duration::from_micros(500))
+        .instances_per_gpu(instances)
+        .devices(vec![DeviceEngine::gpu(0, engine)])
+        .queue_capacity(4096)
+        .build()?;
+    let exec = Arc::new(exec);
+    let row: usize = rest.iter().product();
+    let worst = std::thread::scope(|s| -> Result<f64> {
+        let handles: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let exec = exec.clone();
+                let reference = reference.clone();
+                let input = input.clone();
+                let at = &at;
+                s.spawn(move || -> Result<f64> {
+                    let mut rng = fastrand::Rng::with_seed(0x6b69_6c6e + t as u64);
+                    let mut cpu = reference.clone().create_context()?;
+                    let mut worst = 0f64;
+                    // Submit in waves of 10 so requests from this thread share batches too.
+                    for wave in 0..PER_THREAD / 10 {
+                        let mut pending = Vec::new();
+                        for _ in 0..10 {
+                            let rows = rng.usize(1..=4);
+                            let values: Vec<f32> = (0..rows * row)
+                                .map(|_| rng.f32() * 2.0 - 1.0 + 0.01)
+                                .collect();
+                            let x = HostTensor::from_slice(input.clone(), &at(rows), &values)?;
+                            pending.push((x.clone(), exec.submit(Request::new(vec![x]))));
+                        }
+                        for (x, fut) in pending {
+                            let got = fut
+                                .wait()
+                                .map_err(|e| anyhow::anyhow!("wave {wave}: {e}"))?;
+                            let want = cpu.execute_host(&[x])?;
+                            ensure!(got.outputs.len() == want.len(), "output count");
+                            for (g, w) in got.outputs.iter().zip(&want) {
+                                ensure!(g.dims == w.dims, "dims {:?} vs {:?}", g.dims, w.dims);
+                                let gv = g.as_slice::<f32>().context("f32 output")?;
+                                let wv = w.as_slice::<f32>().context("f32 output")?;
+                                worst = worst.max(rel_l2(&gv, &wv));
+                            }
+                        }
+                    }
+                    Ok(worst)
+                })
+            })
+            .collect();
+        let mut worst = 0f64;
+        for h in handles {
+            worst = worst.max(h.join().map_err(|_| anyhow::anyhow!("thread panicked"))??);
+        }
+        Ok(worst)
+    })?;
+    let report = exec.shutdown();
+    let m = &report.metrics;
+    println!(
+        "    {fixture} {}: {} requests, {} batches (mean {:.2} rows), worst rel-L2 {worst:.2e}, \
+         p99 latency {:?}",
+        precision.name(),
+        report.completed,
+        m.batches,
+        m.mean_batch_size(),
+        m.latency.p99
+    );
+    let n = (THREADS * (PER_THREAD / 10) * 10) as u64;
+    ensure!(
+        report.accepted == n && report.completed == n && report.lost == 0,
+        "accounting: {report:?}"
+    );
+    ensure!(
+        report.failed == 0 && report.timed_out == 0 && report.cancelled == 0,
+        "{report:?}"
+    );
+    ensure!(
+        m.batches < n,
+        "no request shared a batch ({} batches)",
+        m.batches
+    );
+    ensure!(worst <= tol, "worst rel-L2 {worst:.3e} above {tol:.0e}");
+    Ok(())
+}
