@@ -12,7 +12,8 @@
 //! - [`Dnn`]: the cuDNN handle of a device (created once; calls are serialised by a mutex
 //!   since a cuDNN handle is bound to one stream at a time): [`Dnn::select`] takes the best
 //!   algorithm of cuDNN's heuristics within the workspace limit ([`ConvTactic`], plain data for
-//!   the plan), [`Dnn::enqueue`] runs it. Bias and ReLU (and a residual input) are fused with
+//!   the plan), [`Dnn::candidates`] lists the heuristics' top k as tactics (the builder times
+//!   them, `runtime::timing`), [`Dnn::enqueue`] runs it. Bias and ReLU (and a residual input) are fused with
 //!   `cudnnConvolutionBiasActivationForward` where cuDNN allows it, otherwise applied after the
 //!   convolution with `cudnnAddTensor` / `cudnnActivationForward`.
 //!

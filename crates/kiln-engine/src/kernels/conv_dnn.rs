@@ -378,16 +378,13 @@ impl Dnn {
         Ok(s)
     }
 
-    /// Picks the first algorithm of cuDNN's heuristics (best first) that succeeds, needs at
-    /// most `workspace_limit` bytes and, for strict fp32, uses no tensor cores.
-    pub fn select(&self, d: &ConvDesc, workspace_limit: usize) -> LibResult<ConvTactic> {
-        let h = self.lock()?;
-        let req = requested_math(d.math);
-        let s = self.descs(d, req)?;
+    /// cuDNN's heuristic list for `d`, best first: `(algorithm, math type, estimated
+    /// workspace)` of the entries that succeed and, for strict fp32, use no tensor cores.
+    fn heuristics(&self, h: &Handle, d: &ConvDesc) -> LibResult<Vec<(u32, u32, usize)>> {
+        let s = self.descs(d, requested_math(d.math))?;
         let strict = d.math == MathMode::Fp32;
         const WANT: usize = 16;
         let mut found = 0i32;
-        // (algo, math, workspace) candidates, best first.
         let mut cands: Vec<(u32, u32, usize)> = Vec::new();
         match d.kind {
             ConvKind::Forward => {
@@ -445,38 +442,13 @@ impl Dnn {
         }
         let tensor_op = dnn::cudnnMathType_t::CUDNN_TENSOR_OP_MATH as u32;
         let convert = dnn::cudnnMathType_t::CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION as u32;
-        cands.retain(|&(_, m, ws)| {
-            ws <= workspace_limit && !(strict && (m == tensor_op || m == convert))
-        });
-        // cudnnConvolutionBiasActivationForward reads a bias and runs any algorithm with ReLU,
-        // only IMPLICIT_PRECOMP_GEMM with the identity. Fuse when the best algorithm allows it,
-        // or when one of the three best does (a saved pass over the output).
-        let precomp =
-            dnn::cudnnConvolutionFwdAlgo_t::CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM as u32;
-        let fusable =
-            |algo: u32| d.kind == ConvKind::Forward && d.bias && (d.relu || algo == precomp);
-        let pick = match cands.first() {
-            Some(best) if fusable(best.0) => Some(*best),
-            Some(best) => Some(
-                cands
-                    .iter()
-                    .take(3)
-                    .copied()
-                    .find(|c| fusable(c.0))
-                    .unwrap_or(*best),
-            ),
-            None => None,
-        };
-        let Some((algo, math, mut ws)) = pick else {
-            return Err(LibError::NoAlgorithm {
-                library: "cuDNN",
-                problem: format!("{d:?}"),
-                limit: workspace_limit,
-            });
-        };
-        // The workspace for the algorithm under its own math type (heuristics estimate).
-        drop(s);
-        let math_t = math_from_u32(math).unwrap_or(req);
+        cands.retain(|&(_, m, _)| !(strict && (m == tensor_op || m == convert)));
+        Ok(cands)
+    }
+
+    /// The workspace `algo` needs under its own math type (the heuristics only estimate).
+    fn exact_workspace(&self, h: &Handle, d: &ConvDesc, algo: u32, math: u32) -> LibResult<usize> {
+        let math_t = math_from_u32(math).unwrap_or(requested_math(d.math));
         let s = self.descs(d, math_t)?;
         let mut exact = 0usize;
         // SAFETY: descriptors are live; algo values come from cuDNN's own enumeration.
@@ -503,7 +475,37 @@ impl Dnn {
             }
         };
         ok(status, "cudnnGetConvolution*WorkspaceSize")?;
-        ws = ws.max(exact);
+        Ok(exact)
+    }
+
+    /// Picks the first algorithm of cuDNN's heuristics (best first) that succeeds, needs at
+    /// most `workspace_limit` bytes and, for strict fp32, uses no tensor cores.
+    pub fn select(&self, d: &ConvDesc, workspace_limit: usize) -> LibResult<ConvTactic> {
+        let h = self.lock()?;
+        let mut cands = self.heuristics(&h, d)?;
+        cands.retain(|&(_, _, ws)| ws <= workspace_limit);
+        // Fuse when the best algorithm allows it, or when one of the three best does (a
+        // saved pass over the output).
+        let pick = match cands.first() {
+            Some(best) if fusable(d, best.0) => Some(*best),
+            Some(best) => Some(
+                cands
+                    .iter()
+                    .take(3)
+                    .copied()
+                    .find(|c| fusable(d, c.0))
+                    .unwrap_or(*best),
+            ),
+            None => None,
+        };
+        let Some((algo, math, ws)) = pick else {
+            return Err(LibError::NoAlgorithm {
+                library: "cuDNN",
+                problem: format!("{d:?}"),
+                limit: workspace_limit,
+            });
+        };
+        let ws = ws.max(self.exact_workspace(&h, d, algo, math)?);
         if ws > workspace_limit {
             return Err(LibError::NoAlgorithm {
                 library: "cuDNN",
@@ -515,8 +517,40 @@ impl Dnn {
             algo,
             math_type: math,
             workspace: ws,
-            fused: fusable(algo),
+            fused: fusable(d, algo),
         })
+    }
+
+    /// cuDNN's heuristic top `want` algorithms (best first) as the tactics [`Dnn::enqueue`]
+    /// would run: each with its exact workspace (those over `workspace_limit` left out) and
+    /// fused exactly when `cudnnConvolutionBiasActivationForward` takes it. For timing.
+    pub fn candidates(
+        &self,
+        d: &ConvDesc,
+        workspace_limit: usize,
+        want: usize,
+    ) -> LibResult<Vec<ConvTactic>> {
+        let h = self.lock()?;
+        let mut out = Vec::new();
+        for (algo, math, est) in self.heuristics(&h, d)? {
+            if out.len() >= want.max(1) {
+                break;
+            }
+            if est > workspace_limit {
+                continue;
+            }
+            let ws = est.max(self.exact_workspace(&h, d, algo, math)?);
+            if ws > workspace_limit {
+                continue;
+            }
+            out.push(ConvTactic {
+                algo,
+                math_type: math,
+                workspace: ws,
+                fused: fusable(d, algo),
+            });
+        }
+        Ok(out)
     }
 
     fn lock(&self) -> LibResult<std::sync::MutexGuard<'_, Handle>> {
@@ -708,6 +742,14 @@ impl Dnn {
         }
         Ok(())
     }
+}
+
+/// Whether [`Dnn::enqueue`] runs `algo` through `cudnnConvolutionBiasActivationForward`: it
+/// reads a bias and runs any algorithm with ReLU, only IMPLICIT_PRECOMP_GEMM with the identity.
+fn fusable(d: &ConvDesc, algo: u32) -> bool {
+    let precomp =
+        dnn::cudnnConvolutionFwdAlgo_t::CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM as u32;
+    d.kind == ConvKind::Forward && d.bias && (d.relu || algo == precomp)
 }
 
 fn bad_algo(v: u32) -> LibError {

@@ -13,7 +13,8 @@
 //!   or a few of them at element offsets when the batch dims cannot be collapsed.
 //! - [`Blas`]: the cuBLASLt handle of a device (created once, shared): [`Blas::select`] asks the
 //!   heuristics for an algorithm within a workspace limit ([`GemmTactic`], serialisable for the
-//!   plan), [`Blas::check`] validates a stored tactic, [`Blas::enqueue`] runs it on a stream.
+//!   plan), [`Blas::candidates`] lists the heuristics' top k (the builder times them,
+//!   `runtime::timing`), [`Blas::check`] validates a stored tactic, [`Blas::enqueue`] runs it on a stream.
 //!
 //! Everything except [`Blas`] is plain data and CPU-tested; `tests/gpu_libs.rs` runs the GPU
 //! part against kiln-reference.
@@ -496,7 +497,7 @@ pub fn matmul_plan(math: MathMode, a_dims: &[usize], b_dims: &[usize]) -> LibRes
 #[path = "gemm_lt.rs"]
 mod blas;
 
-pub use blas::{Blas, CUBLASLT_SYMBOLS, GemmArgs, GemmTactic};
+pub use blas::{Blas, CUBLASLT_SYMBOLS, GemmArgs, GemmTactic, MAX_CANDIDATES};
 
 #[cfg(test)]
 #[path = "gemm_tests.rs"]

@@ -31,6 +31,10 @@ pub struct GemmArgs {
     pub workspace_bytes: usize,
 }
 
+/// Most algorithms one heuristics query asks cuBLASLt for ("all" of the timed optimisation
+/// level).
+pub const MAX_CANDIDATES: usize = 64;
+
 /// Symbols of libcublasLt that this module calls (checked before the first call).
 pub const CUBLASLT_SYMBOLS: &[&str] = &[
     "cublasLtCreate",
@@ -271,6 +275,27 @@ impl Blas {
     /// Asks cuBLASLt's heuristics for the best algorithm that needs at most `workspace_limit`
     /// bytes of workspace and relies on no more than `desc.min_align` pointer alignment.
     pub fn select(&self, desc: &GemmDesc, workspace_limit: usize) -> LibResult<GemmTactic> {
+        const WANT: usize = 8;
+        self.candidates(desc, workspace_limit, WANT)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| LibError::NoAlgorithm {
+                library: "cuBLASLt",
+                problem: format!("{desc:?}"),
+                limit: workspace_limit,
+            })
+    }
+
+    /// cuBLASLt's heuristic top `want` algorithms (best first) that succeed, need at most
+    /// `workspace_limit` bytes of workspace and rely on no more than `desc.min_align` pointer
+    /// alignment; empty when the heuristics know none (`NOT_SUPPORTED`).
+    pub fn candidates(
+        &self,
+        desc: &GemmDesc,
+        workspace_limit: usize,
+        want: usize,
+    ) -> LibResult<Vec<GemmTactic>> {
+        let want = want.clamp(1, MAX_CANDIDATES);
         self.bind()?;
         let d = self.descs(desc)?;
         let mut pref = std::ptr::null_mut();
@@ -306,12 +331,12 @@ impl Blas {
         ] {
             set(pref.0, a, bytes(&align), call)?;
         }
-        const WANT: usize = 8;
         // SAFETY: a zeroed heuristic result is a valid value of this plain C struct.
-        let mut results: [lt::cublasLtMatmulHeuristicResult_t; WANT] =
-            unsafe { std::mem::zeroed() };
+        let zero: lt::cublasLtMatmulHeuristicResult_t = unsafe { std::mem::zeroed() };
+        let mut results = vec![zero; want];
         let mut found = 0i32;
-        // SAFETY: all descriptors are live; `results` has room for WANT entries.
+        // SAFETY: all descriptors are live; `results` has room for `want` entries (≤ 64, so
+        // the count fits an i32).
         let status = unsafe {
             lt::cublasLtMatmulAlgoGetHeuristic(
                 self.handle.0,
@@ -321,24 +346,19 @@ impl Blas {
                 d.layouts[2],
                 d.layouts[2],
                 pref.0,
-                WANT as i32,
+                want as i32,
                 results.as_mut_ptr(),
                 &mut found,
             )
         };
-        let none = || LibError::NoAlgorithm {
-            library: "cuBLASLt",
-            problem: format!("{desc:?}"),
-            limit: workspace_limit,
-        };
         if status == lt::cublasStatus_t::CUBLAS_STATUS_NOT_SUPPORTED {
-            return Err(none());
+            return Ok(Vec::new());
         }
         lt_ok(status, "cublasLtMatmulAlgoGetHeuristic")?;
-        let found = (found.max(0) as usize).min(WANT);
-        results[..found]
+        let found = (found.max(0) as usize).min(want);
+        Ok(results[..found]
             .iter()
-            .find(|r| {
+            .filter(|r| {
                 r.state == lt::cublasStatus_t::CUBLAS_STATUS_SUCCESS
                     && r.workspaceSize <= workspace_limit
             })
@@ -346,7 +366,7 @@ impl Blas {
                 algo: r.algo.data,
                 workspace: r.workspaceSize,
             })
-            .ok_or_else(none)
+            .collect())
     }
 
     /// Checks that a stored tactic still runs `desc` here (`cublasLtMatmulAlgoCheck`).

@@ -18,10 +18,13 @@ pub mod libs;
 pub mod ops;
 mod prepare;
 pub mod profile;
+pub mod timing;
 
 pub use context::ExecutionContext;
 pub(crate) use prepare::Prepared;
-pub use prepare::{KERNEL_SEP, finish_build, kernel_binaries, kernel_sections};
+pub use prepare::{
+    BuildReport, KERNEL_SEP, finish_build, finish_build_report, kernel_binaries, kernel_sections,
+};
 pub use profile::{OpTotal, Peaks, Profile, StepTime};
 
 use std::collections::HashMap;

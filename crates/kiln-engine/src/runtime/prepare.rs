@@ -1,14 +1,18 @@
 //! A program made ready to run at concrete shapes ([`Prepared`]: small constants on the host,
 //! initialisers created by specialisation uploaded, each library step's tactic), and the
-//! build-time half: the NVRTC modules and tactics a plan stores ([`finish_build`]).
+//! build-time half: the NVRTC modules and tactics a plan stores ([`finish_build`]; tactics
+//! are timed or taken from the timing cache as the optimisation level says, see
+//! `runtime::timing`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use kiln_cuda::{Device, DeviceBuffer, Stream};
 use kiln_onnx::Graph;
 
 use super::libs::{self, LibCall, LibDesc, Tactics, key};
+use super::timing::{Chooser, Heuristic, TacticReport, Timed};
 use super::{Engine, weight_bytes};
 use crate::builder::lower::{self, Program};
 use crate::builder::rewrite;
@@ -72,26 +76,16 @@ pub(crate) fn handles(device: &Arc<Device>, graph: &Graph) -> Result<Handles> {
     Ok((blas, dnn))
 }
 
-/// The tactic of a library description: from `tactics`, or chosen now (and remembered).
-fn tactic(
-    d: LibDesc,
-    tactics: &mut Tactics,
-    blas: Option<&Arc<Blas>>,
-    dnn: Option<&Arc<Dnn>>,
-    limit: usize,
-) -> Result<LibCall> {
-    let lib = |e: crate::kernels::gemm::LibError| EngineError::Unsupported(e.to_string());
-    let missing = |w: &str| EngineError::Unsupported(format!("no {w} handle"));
+/// The tactic of a library description: from `tactics`, or chosen now by `chooser` (and
+/// remembered).
+fn tactic(d: LibDesc, tactics: &mut Tactics, chooser: &mut dyn Chooser) -> Result<LibCall> {
     let mut gemm =
         |g: &crate::kernels::gemm::GemmDesc| -> Result<crate::kernels::gemm::GemmTactic> {
             let k = key(g);
             if let Some(t) = tactics.gemm.get(&k) {
                 return Ok(*t);
             }
-            let t = blas
-                .ok_or_else(|| missing("cuBLASLt"))?
-                .select(g, limit)
-                .map_err(lib)?;
+            let t = chooser.gemm(g)?;
             tactics.gemm.insert(k, t);
             Ok(t)
         };
@@ -115,10 +109,7 @@ fn tactic(
             let t = match tactics.conv.get(&k) {
                 Some(t) => *t,
                 None => {
-                    let t = dnn
-                        .ok_or_else(|| missing("cuDNN"))?
-                        .select(&desc, limit)
-                        .map_err(lib)?;
+                    let t = chooser.conv(&desc)?;
                     tactics.conv.insert(k, t);
                     t
                 }
@@ -133,15 +124,13 @@ fn lib_calls(
     p: &Program,
     math: MathMode,
     tactics: &mut Tactics,
-    blas: Option<&Arc<Blas>>,
-    dnn: Option<&Arc<Dnn>>,
-    limit: usize,
+    chooser: &mut dyn Chooser,
 ) -> Result<Vec<Option<LibCall>>> {
     p.steps
         .iter()
         .map(|s| {
             libs::lib_desc(s, p, math)?
-                .map(|d| tactic(d, tactics, blas, dnn, limit))
+                .map(|d| tactic(d, tactics, chooser))
                 .transpose()
         })
         .collect()
@@ -158,14 +147,13 @@ pub(crate) fn prepare(engine: &Engine, shapes: &[(String, Vec<usize>)]) -> Resul
             .tactics
             .lock()
             .map_err(|_| EngineError::Unsupported("tactic cache lock poisoned".into()))?;
-        lib_calls(
-            &program,
-            math,
-            &mut t,
-            engine.blas_handle.as_ref(),
-            engine.dnn_handle.as_ref(),
-            engine.header.config.workspace_limit,
-        )?
+        // Shapes met at run time take the heuristic choice: no timing on the enqueue path.
+        let mut chooser = Heuristic {
+            blas: engine.blas_handle.as_ref(),
+            dnn: engine.dnn_handle.as_ref(),
+            limit: engine.header.config.workspace_limit,
+        };
+        lib_calls(&program, math, &mut t, &mut chooser)?
     };
     let workspace = libs
         .iter()
@@ -234,6 +222,14 @@ pub fn kernel_binaries(plan: &Plan) -> Result<Vec<KernelBinary>> {
         .collect()
 }
 
+/// What the device half of a build did: seconds compiling kernels, and tactic selection.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct BuildReport {
+    /// Seconds spent making the NVRTC modules (compiled, or read from the disk cache).
+    pub kernels_s: f64,
+    pub tactics: TacticReport,
+}
+
 /// Build-time device work: compiles every NVRTC module the programs launch and chooses every
 /// GEMM/convolution tactic within the workspace limit; both go into the plan.
 pub fn finish_build(
@@ -241,8 +237,19 @@ pub fn finish_build(
     plan: &mut Plan,
     programs: &[(Graph, Program)],
 ) -> Result<()> {
+    finish_build_report(device, plan, programs).map(|_| ())
+}
+
+/// [`finish_build`], also saying what it did. Tactics are chosen as the configuration's
+/// optimisation level and timing cache say (`runtime::timing`).
+pub fn finish_build_report(
+    device: &Arc<Device>,
+    plan: &mut Plan,
+    programs: &[(Graph, Program)],
+) -> Result<BuildReport> {
     let config = &plan.header.config;
     let math = libs::math_mode(config.precision)?;
+    let started = Instant::now();
     let kernels = KernelLibrary::new(device)
         .map_err(|e| EngineError::Unsupported(e.to_string()))?
         .with_cache_dir(config.kernel_cache_dir.clone());
@@ -252,7 +259,6 @@ pub fn finish_build(
         blas = blas.or(b);
         dnn = dnn.or(d);
     }
-    let mut tactics = Tactics::default();
     for (_, p) in programs {
         for step in &p.steps {
             for m in super::ops::modules_for(step, p)? {
@@ -261,20 +267,21 @@ pub fn finish_build(
                     .map_err(|e| EngineError::Unsupported(e.to_string()))?;
             }
         }
-        lib_calls(
-            p,
-            math,
-            &mut tactics,
-            blas.as_ref(),
-            dnn.as_ref(),
-            config.workspace_limit,
-        )?;
     }
+    let kernels_s = started.elapsed().as_secs_f64();
+    let mut tactics = Tactics::default();
+    let mut chooser = Timed::new(device, &plan.header.fingerprint, config, blas, dnn)?;
+    for (_, p) in programs {
+        lib_calls(p, math, &mut tactics, &mut chooser)?;
+    }
+    let report = chooser.finish();
     let bins = kernels.binaries();
     tracing::info!(
         modules = bins.len(),
         gemm_tactics = tactics.gemm.len(),
         conv_tactics = tactics.conv.len(),
+        kernels_s,
+        tactics_s = report.seconds,
         "build: kernels compiled, tactics chosen"
     );
     plan.sections
@@ -282,5 +289,8 @@ pub fn finish_build(
     plan.sections.extend(kernel_sections(&bins));
     plan.sections
         .push((libs::TACTICS_SECTION.to_string(), tactics.to_bytes()?));
-    Ok(())
+    Ok(BuildReport {
+        kernels_s,
+        tactics: report,
+    })
 }
