@@ -9,6 +9,12 @@
 //! NaN; GlobalAveragePool is the f32 mean. MaxPool's optional `Indices` (int64) are flat
 //! positions in the whole input, row-major or with `storage_order = 1` column-major over the
 //! spatial axes, -1 for an empty window.
+//!
+//! The NHWC variants ([`pool2d_nhwc`], [`global_pool_nhwc`], module [`nhwc_module`]) compute
+//! the same values on `[N, H, W, C]` tensors for the NHWC regions of fp16/bf16 convolution
+//! networks: one thread per output position and group of channels, so neighbouring threads
+//! read neighbouring channels (coalesced), 16 bytes at a time when the channel count and both
+//! addresses allow it (8 fp16/bf16 or 4 f32 values). They have no `Indices` output.
 
 use kiln_core::DataType;
 use kiln_cuda::Stream;
@@ -289,6 +295,286 @@ pub fn global_pool(
     )
 }
 
+const NHWC_BODY: &str = r#"
+// V channels per thread: 1, or KV (one 16-byte word) when C and both addresses allow it.
+#define KV (16 / (int)sizeof(A_s))
+struct alignas(16) KVec { A_s e[KV]; };
+
+template <int V>
+__device__ __forceinline__ void kiln_ldv(const A_s* p, float* f) {
+    if (V == 1) {
+        f[0] = A_tof(A_ld(p, 0));
+    } else {
+        KVec v = *reinterpret_cast<const KVec*>(p);
+#pragma unroll
+        for (int j = 0; j < V; ++j) f[j] = A_tof(A_ld(v.e, j));
+    }
+}
+
+template <int V>
+__device__ __forceinline__ void kiln_stv(A_s* p, const float* f) {
+    if (V == 1) {
+        A_st(p, 0, A_fromf(f[0]));
+    } else {
+        KVec v;
+#pragma unroll
+        for (int j = 0; j < V; ++j) A_st(v.e, j, A_fromf(f[j]));
+        *reinterpret_cast<KVec*>(p) = v;
+    }
+}
+
+// One thread per (n, oh, ow, group of V channels); taps as kiln_pool2d.
+template <int V>
+__device__ __forceinline__ void kiln_pool_nhwc(const A_s* px, A_s* py, long long n,
+    long long C, long long H, long long W, long long OH, long long OW, long long KH,
+    long long KW, long long SH, long long SW, long long DH, long long DW, long long PT,
+    long long PL, long long PB, long long PR, int mode) {
+    const long long CV = C / V;
+    KILN_GRID_LOOP(i, n) {
+        long long cv = i % CV, t = i / CV;
+        long long ow = t % OW;
+        t /= OW;
+        long long oh = t % OH, b = t / OH;
+        float acc[V];
+#pragma unroll
+        for (int j = 0; j < V; ++j) acc[j] = 0.f;
+        int found = 0;
+        long long cnt = 0, padded = 0;
+        for (long long kh = 0; kh < KH; ++kh) {
+            long long h = oh * SH - PT + kh * DH;
+            for (long long kw = 0; kw < KW; ++kw) {
+                long long w = ow * SW - PL + kw * DW;
+                if (h >= -PT && h < H + PB && w >= -PL && w < W + PR) padded++;
+                if (h < 0 || h >= H || w < 0 || w >= W) continue;
+                float v[V];
+                kiln_ldv<V>(px + ((b * H + h) * W + w) * C + cv * V, v);
+                if (mode == 0) {
+#pragma unroll
+                    for (int j = 0; j < V; ++j)
+                        if (!found || v[j] > acc[j]) acc[j] = v[j];
+                } else {
+#pragma unroll
+                    for (int j = 0; j < V; ++j) acc[j] += v[j];
+                    cnt++;
+                }
+                found = 1;
+            }
+        }
+        if (mode != 0) {
+            const float d = (float)(mode == 2 ? padded : cnt);
+#pragma unroll
+            for (int j = 0; j < V; ++j) acc[j] = acc[j] / d;
+        }
+        kiln_stv<V>(py + i * V, acc);
+    }
+}
+
+extern "C" __global__ void kiln_pool2d_nhwc(const A_s* px, A_s* py, long long n, long long C,
+    long long H, long long W, long long OH, long long OW, long long KH, long long KW,
+    long long SH, long long SW, long long DH, long long DW, long long PT, long long PL,
+    long long PB, long long PR, int mode) {
+    kiln_pool_nhwc<1>(px, py, n, C, H, W, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL, PB, PR, mode);
+}
+
+extern "C" __global__ void kiln_pool2d_nhwc_vec(const A_s* px, A_s* py, long long n,
+    long long C, long long H, long long W, long long OH, long long OW, long long KH,
+    long long KW, long long SH, long long SW, long long DH, long long DW, long long PT,
+    long long PL, long long PB, long long PR, int mode) {
+    kiln_pool_nhwc<KV>(px, py, n, C, H, W, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL, PB, PR, mode);
+}
+
+// One thread per (n, group of V channels), summing or maxing over the HW positions.
+template <int V>
+__device__ __forceinline__ void kiln_global_nhwc(const A_s* px, A_s* py, long long n,
+    long long HW, long long C, int is_max) {
+    const long long CV = C / V;
+    KILN_GRID_LOOP(i, n) {
+        long long cv = i % CV, b = i / CV;
+        const A_s* p = px + b * HW * C + cv * V;
+        float acc[V];
+#pragma unroll
+        for (int j = 0; j < V; ++j) acc[j] = is_max ? -kiln_inf() : 0.f;
+#pragma unroll 4
+        for (long long k = 0; k < HW; ++k) {
+            float v[V];
+            kiln_ldv<V>(p + k * C, v);
+#pragma unroll
+            for (int j = 0; j < V; ++j) acc[j] = is_max ? kiln_maxf(acc[j], v[j]) : acc[j] + v[j];
+        }
+        if (!is_max) {
+#pragma unroll
+            for (int j = 0; j < V; ++j) acc[j] = acc[j] / (float)HW;
+        }
+        kiln_stv<V>(py + i * V, acc);
+    }
+}
+
+extern "C" __global__ void kiln_global_pool_nhwc(const A_s* px, A_s* py, long long n,
+    long long HW, long long C, int is_max) {
+    kiln_global_nhwc<1>(px, py, n, HW, C, is_max);
+}
+
+extern "C" __global__ void kiln_global_pool_nhwc_vec(const A_s* px, A_s* py, long long n,
+    long long HW, long long C, int is_max) {
+    kiln_global_nhwc<KV>(px, py, n, HW, C, is_max);
+}
+"#;
+
+/// The NHWC pooling module for `dtype` (f32, f16, bf16): [`pool2d_nhwc`] and
+/// [`global_pool_nhwc`].
+pub fn nhwc_module(dtype: DataType) -> Result<ModuleSpec> {
+    let t = ctype(dtype)
+        .filter(|_| is_float(dtype))
+        .ok_or_else(|| unsupported("NHWC pooling", dtype))?;
+    let mut body = type_defs("A", t);
+    body.push_str(NHWC_BODY);
+    Ok(ModuleSpec {
+        name: format!("pool_nhwc_{}", t.tag),
+        source: module_source(&body),
+    })
+}
+
+/// Channels one thread of the vector NHWC kernels handles (one 16-byte word), when `c`
+/// channels and both addresses allow it; 1 otherwise.
+pub fn nhwc_vector(dtype: DataType, c: usize, ptrs: [DevicePtr; 2]) -> usize {
+    let size = dtype.size_in_bytes();
+    if size == 0 || 16 % size != 0 {
+        return 1;
+    }
+    let v = 16 / size;
+    if c.is_multiple_of(v) && ptrs.iter().all(|p| p.0.is_multiple_of(16)) {
+        v
+    } else {
+        1
+    }
+}
+
+/// A 2-D pool over a row-major `[N, H, W, C]` tensor into `[N, OH, OW, C]` (the window's
+/// input and output are `H, W` and `OH, OW`). Same semantics as [`pool2d`]; each thread
+/// handles one output position and 16 bytes of channels when `c` and the addresses allow it,
+/// so loads and stores are coalesced over the channels.
+#[allow(clippy::too_many_arguments)]
+pub fn pool2d_nhwc(
+    lib: &KernelLibrary,
+    stream: &Stream,
+    dtype: DataType,
+    kind: PoolKind,
+    n: usize,
+    c: usize,
+    w: &Window2d,
+    x: DevicePtr,
+    y: DevicePtr,
+) -> Result<()> {
+    let t = ctype(dtype)
+        .filter(|_| is_float(dtype))
+        .ok_or_else(|| unsupported("NHWC pooling", dtype))?;
+    if w.kernel.contains(&0) || w.strides.contains(&0) || w.dilations.contains(&0) {
+        return Err(invalid("pool", format!("window {w:?} has a zero size")));
+    }
+    let v = nhwc_vector(dtype, c, [x, y]);
+    let total = [n, c, w.output[0], w.output[1]]
+        .iter()
+        .try_fold(1usize, |a, &b| a.checked_mul(b))
+        .filter(|&t| i64::try_from(t).is_ok())
+        .ok_or_else(|| invalid("pool", "too large"))?;
+    let threads = total / v;
+    if threads == 0 {
+        return Ok(());
+    }
+    let mode = match kind {
+        PoolKind::Max => 0,
+        PoolKind::Average {
+            count_include_pad: false,
+        } => 1,
+        PoolKind::Average {
+            count_include_pad: true,
+        } => 2,
+    };
+    let l = |v: usize| Arg::I64(v as i64);
+    let args = [
+        Arg::Ptr(x.0),
+        Arg::Ptr(y.0),
+        l(threads),
+        l(c),
+        l(w.input[0]),
+        l(w.input[1]),
+        l(w.output[0]),
+        l(w.output[1]),
+        l(w.kernel[0]),
+        l(w.kernel[1]),
+        l(w.strides[0]),
+        l(w.strides[1]),
+        l(w.dilations[0]),
+        l(w.dilations[1]),
+        l(w.pad_begin[0]),
+        l(w.pad_begin[1]),
+        l(w.pad_end[0]),
+        l(w.pad_end[1]),
+        Arg::I32(mode),
+    ];
+    lib.launch(
+        stream,
+        &format!("pool_nhwc_{}", t.tag),
+        || nhwc_module(dtype).map(|m| m.source).unwrap_or_default(),
+        if v > 1 {
+            "kiln_pool2d_nhwc_vec"
+        } else {
+            "kiln_pool2d_nhwc"
+        },
+        (grid_for(threads), BLOCK, 0),
+        &args,
+    )
+}
+
+/// GlobalMaxPool / GlobalAveragePool of a row-major `[N, H, W, C]` tensor (`hw = H * W`)
+/// into `[N, 1, 1, C]` (the bytes of `[N, C, 1, 1]`): one thread per image and 16 bytes of
+/// channels when `c` and the addresses allow it, f32 accumulation, NaN propagated by max.
+#[allow(clippy::too_many_arguments)]
+pub fn global_pool_nhwc(
+    lib: &KernelLibrary,
+    stream: &Stream,
+    dtype: DataType,
+    max: bool,
+    n: usize,
+    hw: usize,
+    c: usize,
+    x: DevicePtr,
+    y: DevicePtr,
+) -> Result<()> {
+    let t = ctype(dtype)
+        .filter(|_| is_float(dtype))
+        .ok_or_else(|| unsupported("NHWC global pooling", dtype))?;
+    let v = nhwc_vector(dtype, c, [x, y]);
+    let threads = n
+        .checked_mul(c)
+        .filter(|&t| i64::try_from(t).is_ok() && hw.checked_mul(t).is_some())
+        .ok_or_else(|| invalid("global pool", "too large"))?
+        / v;
+    if threads == 0 {
+        return Ok(());
+    }
+    let args = [
+        Arg::Ptr(x.0),
+        Arg::Ptr(y.0),
+        Arg::I64(threads as i64),
+        Arg::I64(hw as i64),
+        Arg::I64(c as i64),
+        Arg::I32(i32::from(max)),
+    ];
+    lib.launch(
+        stream,
+        &format!("pool_nhwc_{}", t.tag),
+        || nhwc_module(dtype).map(|m| m.source).unwrap_or_default(),
+        if v > 1 {
+            "kiln_global_pool_nhwc_vec"
+        } else {
+            "kiln_global_pool_nhwc"
+        },
+        (grid_for(threads), BLOCK, 0),
+        &args,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,5 +593,30 @@ mod tests {
         let m = module(DataType::F16).unwrap();
         assert_eq!(m.source.matches('{').count(), m.source.matches('}').count());
         assert!(m.source.contains("long long* pidx, int col_major"));
+    }
+
+    #[test]
+    fn nhwc_module_and_vector_width() {
+        for dt in [DataType::F32, DataType::F16, DataType::BF16] {
+            let m = nhwc_module(dt).unwrap();
+            assert_eq!(m.source.matches('{').count(), m.source.matches('}').count());
+            for k in [
+                "kiln_pool2d_nhwc(",
+                "kiln_pool2d_nhwc_vec(",
+                "kiln_global_pool_nhwc(",
+                "kiln_global_pool_nhwc_vec(",
+            ] {
+                assert!(m.source.contains(k), "{k}");
+            }
+        }
+        assert!(nhwc_module(DataType::I64).is_err());
+        let (a, b) = (DevicePtr(0x1000), DevicePtr(0x2010));
+        assert_eq!(nhwc_vector(DataType::F16, 64, [a, b]), 8);
+        assert_eq!(nhwc_vector(DataType::BF16, 24, [a, b]), 8);
+        assert_eq!(nhwc_vector(DataType::F32, 64, [a, b]), 4);
+        // channels not a multiple of the word, or a misaligned address: scalar
+        assert_eq!(nhwc_vector(DataType::F16, 12, [a, b]), 1);
+        assert_eq!(nhwc_vector(DataType::F16, 3, [a, b]), 1);
+        assert_eq!(nhwc_vector(DataType::F16, 64, [a, DevicePtr(0x2008)]), 1);
     }
 }
