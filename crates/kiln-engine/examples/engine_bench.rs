@@ -1,13 +1,22 @@
 //! Build, load and latency figures of kiln-engine on real models (issue 5's "recorded" list).
 //!
 //! `engine_bench [OUT.json] [--model M.onnx]... [--precision fp16[,fp32..]] [--batches 1,128]
-//! [--iters N]`
+//! [--iters N] [--workspace BYTES] [--opt-level N] [--timing-cache PATH]`
+//!
+//! `--workspace` is the builder's workspace limit (a byte count with an optional suffix:
+//! `0`, `256MiB`, `4GiB`, `1GB`; default `BuildConfig`'s), `--opt-level` its optimisation
+//! level (0 = heuristic tactics, 1-5 = time the top 2/4/8/16/all candidates; default 3),
+//! `--timing-cache` a timing cache file: each case is then built twice, the second build
+//! reading what the first wrote, and both build times are printed and recorded (with whether
+//! they chose the same tactics).
 //!
 //! Models default to `$KILN_ZOO_DIR/{resnet50,bert_base}_legacy.onnx` (fixtures/export_zoo.py's
 //! output) when that folder is set, else to the repo's cnn and transformer fixtures. For each
 //! model, precision and batch it builds an engine whose profile's `opt` is that batch (min 1,
 //! max the largest batch; other dynamic dims 128) and records:
-//! - build time, plan size, save + load time (plan file → `Engine::load`: parse, checksum,
+//! - build time (split into NVRTC kernels and tactic selection: descriptions timed, taken from
+//!   the timing cache or from the heuristics, candidate runs) and the chosen tactics, plan
+//!   size, save + load time (plan file → `Engine::load`: parse, checksum,
 //!   weight upload, kernel modules),
 //! - the first enqueue's host time (specialisation to the input shapes included),
 //! - compute-only latency: inputs already on the device, CUDA events around `enqueue` on the
@@ -32,7 +41,10 @@ use kiln_core::{
     ProfileInput, StreamHandle,
 };
 use kiln_cuda::{Device, DeviceBuffer, DeviceMemory, Event, PinnedBuffer, Probe, Stream, copy};
-use kiln_engine::{BuildConfig, Builder, Engine, ExecutionContext};
+use kiln_engine::plan::{DEFAULT_OPT_LEVEL, Fingerprint};
+use kiln_engine::runtime::BuildReport;
+use kiln_engine::runtime::timing::{Source, Tactic};
+use kiln_engine::{BuildConfig, Engine, ExecutionContext, Plan};
 use serde_json::{Value, json};
 
 const WARMUP: usize = 10;
@@ -53,6 +65,114 @@ struct Args {
     /// Timed runs per measurement at batch > 8 (4× that at small batches).
     #[arg(long, default_value_t = 50)]
     iters: usize,
+    /// Workspace limit of the build (bytes; suffixes KiB/MiB/GiB or KB/MB/GB).
+    #[arg(long, value_parser = parse_bytes)]
+    workspace: Option<usize>,
+    /// Builder optimisation level (0 = heuristics only, 1-5 = time 2/4/8/16/all candidates).
+    #[arg(long, default_value_t = DEFAULT_OPT_LEVEL)]
+    opt_level: u8,
+    /// Timing cache file; each case is built twice (the second build reads the cache).
+    #[arg(long)]
+    timing_cache: Option<PathBuf>,
+}
+
+/// How the benched engines are built.
+#[derive(Clone)]
+struct BuildArgs {
+    workspace: Option<usize>,
+    opt_level: u8,
+    timing_cache: Option<PathBuf>,
+}
+
+/// `4GiB`, `256MiB`, `64KiB`, `1GB`, `1000` (bytes).
+fn parse_bytes(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let scale: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kib" => 1024.0,
+        "m" | "mib" => 1024.0 * 1024.0,
+        "g" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        other => return Err(format!("unknown size unit '{other}' in '{s}'")),
+    };
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a byte count"))?;
+    Ok((v * scale).round() as usize)
+}
+
+/// Builds a plan as `Builder::build` does, timing it and keeping the device half's report.
+fn build(
+    device: &Arc<Device>,
+    graph: &kiln_onnx::Graph,
+    config: &BuildConfig,
+) -> Result<(Plan, f64, BuildReport)> {
+    let t = Instant::now();
+    let fingerprint = Fingerprint::of_device(device)?;
+    let (mut plan, programs) = kiln_engine::builder::prepare_programs(graph, config, fingerprint)?;
+    let report = kiln_engine::runtime::finish_build_report(device, &mut plan, &programs)?;
+    Ok((plan, t.elapsed().as_secs_f64(), report))
+}
+
+/// One line about a build: its time and what tactic selection did.
+fn build_line(label: &str, secs: f64, r: &BuildReport) -> String {
+    let t = &r.tactics;
+    format!(
+        "{label} {secs:.2} s (kernels {:.2} s, tactics {:.2} s at opt {}: {} timed over {} \
+         candidate runs, {} from the timing cache, {} heuristic; workspace limit {} MiB)",
+        r.kernels_s,
+        t.seconds,
+        t.opt_level,
+        t.timed,
+        t.candidates_timed,
+        t.cache_hits,
+        t.heuristic,
+        t.workspace_limit as f64 / (1u64 << 20) as f64
+    )
+}
+
+/// The chosen tactics in short: convolution algorithms (fused or not) and GEMM count, with
+/// the largest workspace any of them needs.
+fn tactics_line(r: &BuildReport) -> String {
+    let mut algos = std::collections::BTreeMap::<String, usize>::new();
+    let (mut gemms, mut max_ws) = (0, 0usize);
+    for c in &r.tactics.choices {
+        match c.tactic {
+            Tactic::Conv(t) => {
+                *algos
+                    .entry(format!(
+                        "algo {}{}",
+                        t.algo,
+                        if t.fused { " fused" } else { "" }
+                    ))
+                    .or_default() += 1;
+                max_ws = max_ws.max(t.workspace);
+            }
+            Tactic::Gemm(t) => {
+                gemms += 1;
+                max_ws = max_ws.max(t.workspace);
+            }
+        }
+    }
+    let timed: f64 = r
+        .tactics
+        .choices
+        .iter()
+        .filter(|c| c.source != Source::Heuristic)
+        .filter_map(|c| c.median_ms)
+        .sum();
+    format!(
+        "tactics: {} conv {algos:?}, {gemms} GEMM; largest workspace {:.1} MiB; chosen tactics' \
+         timed sum {timed:.3} ms",
+        r.tactics.choices.len() - gemms,
+        max_ws as f64 / (1u64 << 20) as f64
+    )
 }
 
 #[derive(Default)]
@@ -141,16 +261,34 @@ fn bench_one(
     batch: usize,
     max_batch: usize,
     iters: usize,
+    b: &BuildArgs,
 ) -> Result<Value> {
     let graph = kiln_onnx::load(path)?;
+    let defaults = BuildConfig::default();
     let config = BuildConfig {
         precision,
         profiles: vec![profile(&graph, batch, max_batch)?],
-        ..BuildConfig::default()
+        workspace_limit: b.workspace.unwrap_or(defaults.workspace_limit),
+        opt_level: b.opt_level,
+        timing_cache: b.timing_cache.clone(),
+        ..defaults
     };
-    let t = Instant::now();
-    let plan = Builder::new(device).build(&graph, &config)?;
-    let build_s = t.elapsed().as_secs_f64();
+    let (plan, build_s, report) = build(device, &graph, &config)?;
+    println!("      {}", build_line("build", build_s, &report));
+    println!("      {}", tactics_line(&report));
+    // With a timing cache: a second build reads what the first wrote.
+    let rebuild = match &b.timing_cache {
+        Some(_) => {
+            let (again, secs, r) = build(device, &graph, &config)?;
+            let same = again.section("tactics") == plan.section("tactics");
+            println!(
+                "      {}; same tactics: {same}",
+                build_line("rebuild (timing cache warm)", secs, &r)
+            );
+            Some(json!({"build_s": secs, "report": r, "same_tactics": same}))
+        }
+        None => None,
+    };
     let dir = tempfile::tempdir()?;
     let file = dir.path().join("model.plan");
     let t = Instant::now();
@@ -338,6 +476,8 @@ fn bench_one(
         "batch": batch,
         "profile_max_batch": max_batch,
         "build_s": build_s,
+        "build": report,
+        "rebuild": rebuild,
         "plan_bytes": plan_bytes,
         "save_s": save_s,
         "load_s": load_s,
@@ -385,6 +525,11 @@ fn main() -> Result<()> {
         .map(|b| b.trim().parse::<usize>().context("--batches"))
         .collect::<Result<_>>()?;
     let max_batch = batches.iter().copied().max().unwrap_or(1);
+    let build_args = BuildArgs {
+        workspace: args.workspace,
+        opt_level: args.opt_level,
+        timing_cache: args.timing_cache.clone(),
+    };
     let mut models = args.models.clone();
     if models.is_empty() {
         let zoo = std::env::var_os("KILN_ZOO_DIR").map(PathBuf::from);
@@ -410,7 +555,7 @@ fn main() -> Result<()> {
     for m in &models {
         for &p in &precisions {
             for &b in &batches {
-                match bench_one(&device, m, p, b, max_batch, args.iters) {
+                match bench_one(&device, m, p, b, max_batch, args.iters, &build_args) {
                     Ok(row) => rows.push(row),
                     Err(e) => {
                         println!("FAILED {} {} b{b}: {e:#}", m.display(), p.name());

@@ -470,7 +470,26 @@ impl Bench {
         Ok(times)
     }
 
+    /// Times GEMM candidates on scratch buffers made for `d` and freed after.
     fn gemm(&self, blas: &Blas, d: &GemmDesc, cands: &[GemmTactic]) -> Result<Vec<Option<f64>>> {
+        let times = self.gemm_on_scratch(blas, d, cands)?;
+        self.alloc.release_cached()?;
+        Ok(times)
+    }
+
+    /// Times convolution candidates on scratch buffers made for `d` and freed after.
+    fn conv(&self, dnn: &Dnn, d: &ConvDesc, cands: &[ConvTactic]) -> Result<Vec<Option<f64>>> {
+        let times = self.conv_on_scratch(dnn, d, cands)?;
+        self.alloc.release_cached()?;
+        Ok(times)
+    }
+
+    fn gemm_on_scratch(
+        &self,
+        blas: &Blas,
+        d: &GemmDesc,
+        cands: &[GemmTactic],
+    ) -> Result<Vec<Option<f64>>> {
         let eb = d.math.elem_bytes();
         let fill = fill_byte(d.math);
         let (sa, sb, sc) = d.spans().map_err(lib)?;
@@ -494,7 +513,12 @@ impl Bench {
         Ok(times)
     }
 
-    fn conv(&self, dnn: &Dnn, d: &ConvDesc, cands: &[ConvTactic]) -> Result<Vec<Option<f64>>> {
+    fn conv_on_scratch(
+        &self,
+        dnn: &Dnn,
+        d: &ConvDesc,
+        cands: &[ConvTactic],
+    ) -> Result<Vec<Option<f64>>> {
         let eb = d.math.elem_bytes();
         let fill = fill_byte(d.math);
         let count = |dims: &[usize]| dims.iter().product::<usize>() * eb;
