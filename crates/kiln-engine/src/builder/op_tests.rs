@@ -56,6 +56,16 @@ fn programs(g: &Graph, precision: Precision) -> Result<Vec<(Graph, Program)>> {
     Ok(prepare_programs(g, &cfg, Fingerprint::default())?.1)
 }
 
+/// [`programs`] without the specialisation fusions: the steps of the ONNX ops themselves.
+fn unfused_programs(g: &Graph, precision: Precision) -> Result<Vec<(Graph, Program)>> {
+    let cfg = BuildConfig {
+        precision,
+        fusions: crate::plan::Fusions::none(),
+        ..BuildConfig::default()
+    };
+    Ok(prepare_programs(g, &cfg, Fingerprint::default())?.1)
+}
+
 fn build_error(g: &Graph, precision: Precision) -> String {
     match programs(g, precision) {
         Ok(_) => panic!("the build succeeded"),
@@ -114,7 +124,7 @@ fn variadic_ops_become_binary_steps_with_the_reference_results() {
         assert_eq!(want[o].to_f64_vec(), got[o].to_f64_vec(), "{o}");
     }
     for precision in [Precision::Fp32, Precision::Fp16, Precision::Bf16] {
-        let progs = programs(&g, precision).unwrap();
+        let progs = unfused_programs(&g, precision).unwrap();
         let ops = step_ops(&progs[0].1);
         assert!(ops.iter().any(|o| o == "Div"), "{ops:?}");
         assert!(!ops.iter().any(|o| o == "Mean"), "{ops:?}");
@@ -187,7 +197,7 @@ fn layer_norm_statistics_are_f32_in_every_engine() {
         let g = layer_norm_model(outputs);
         for precision in [Precision::Fp32, Precision::Fp16, Precision::Bf16] {
             let compute = compute_dtype(precision).unwrap();
-            let progs = programs(&g, precision).unwrap();
+            let progs = unfused_programs(&g, precision).unwrap();
             let p = &progs[0].1;
             let (ln, node) = p
                 .steps

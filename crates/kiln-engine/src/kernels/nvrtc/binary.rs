@@ -89,6 +89,15 @@ const FLOAT_ARITH: &[(&str, &str)] = &[
     ("prelu", "(x > 0.f ? x : x * y)"),
 ];
 
+/// The float formula (in `x`, `y`, f32) of an arithmetic op; `None` for predicates. The
+/// fused elementwise kernels use the same formulas.
+pub(crate) fn float_formula(op: BinaryOp) -> Option<&'static str> {
+    FLOAT_ARITH
+        .iter()
+        .find(|(n, _)| *n == op.name())
+        .map(|(_, f)| *f)
+}
+
 const WRAP: &str = "(unsigned long long)(long long)";
 
 fn int_arith() -> Vec<(&'static str, String)> {

@@ -8,7 +8,8 @@
 //! - [`prelude`]: the CUDA C shared by every module (storage/compute types, f16/bf16
 //!   conversions without CUDA headers, NaN-propagating min/max, block reductions);
 //! - [`layout`]: shape and stride math (broadcasting, dimension collapsing, launch sizes);
-//! - one file per kernel family: [`unary`], [`binary`] (with Where), [`cast`], [`reduce`]
+//! - one file per kernel family: [`unary`], [`binary`] (with Where), [`fused`] (generated
+//!   chains of float elementwise ops), [`cast`], [`reduce`]
 //!   (with ArgMax/ArgMin), [`softmax`], [`norm`], [`pool`], [`movement`] (Transpose, Slice,
 //!   Expand, Concat, Split, Tile: strided copies), [`gather`], [`gather_nd`], [`pad`],
 //!   [`resize`].
@@ -27,6 +28,7 @@ pub mod binary;
 pub mod cache;
 pub mod cast;
 mod ffi;
+pub mod fused;
 pub mod gather;
 pub mod gather_nd;
 pub mod layout;

@@ -138,6 +138,17 @@ const FLOAT_OPS: &[(&str, &str)] = &[
     ("clip", "kiln_minf(kiln_maxf(x, a), b)"),
 ];
 
+/// Device functions the float formulas call besides the prelude's.
+pub(crate) const FLOAT_HELPERS: &str = "__device__ __forceinline__ float kiln_softplus(float x) {\n    \
+     return x != x ? x : fmaxf(x, 0.f) + log1pf(expf(-fabsf(x)));\n}\n";
+
+/// The float formula (in `x`, `a`, `b`, f32) of the float kernel `name` (see
+/// [`UnaryOp::kernel`]); `None` for ops without a float-to-float kernel. The fused
+/// elementwise kernels use the same formulas.
+pub(crate) fn float_formula(name: &str) -> Option<&'static str> {
+    FLOAT_OPS.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
+}
+
 /// Float in, bool out.
 const FLOAT_TESTS: &[(&str, &str)] = &[
     ("isnan", "(x != x)"),
@@ -237,10 +248,7 @@ pub fn module(dtype: DataType) -> Result<ModuleSpec> {
     let t = ctype(dtype).ok_or_else(|| unsupported("unary op", dtype))?;
     let mut body = type_defs("A", t);
     if is_float(dtype) {
-        body.push_str(
-            "__device__ __forceinline__ float kiln_softplus(float x) {\n    \
-             return x != x ? x : fmaxf(x, 0.f) + log1pf(expf(-fabsf(x)));\n}\n",
-        );
+        body.push_str(FLOAT_HELPERS);
         for (name, f) in FLOAT_OPS {
             body.push_str(&format!(
                 "extern \"C\" __global__ void kiln_unary_{name}(const A_s* px, A_s* py, long long n, float a, float b) {{\n    \
