@@ -20,6 +20,9 @@
 //!   [`POOL_ATTR`] naming the ONNX op;
 //! - GlobalAveragePool / GlobalMaxPool → [`POOL_OP`] giving `[N, 1, 1, C]`, which has the
 //!   bytes of the ONNX `[N, C, 1, 1]` (its NCHW readers get a free Reshape, not a copy).
+//! - ReduceMean / ReduceMax over axes `[2, 3]` (how dynamo exports adaptive average pooling)
+//!   → the same global [`POOL_OP`]; with `keepdims = 0` a Reshape (a view) then gives the
+//!   `[N, C]` result, which is layout-free.
 //!
 //! A value enters NHWC through `Transpose(perm [0, 2, 3, 1])` (once per value) and leaves it
 //! through `Transpose(perm [0, 3, 1, 2])` (once per value, for any other reader and for graph
@@ -503,6 +506,97 @@ impl<'g> Rewriter<'g> {
         Ok(true)
     }
 
+    /// ReduceMean / ReduceMax over the spatial axes (`[2, 3]`) of an NHWC value: the NHWC
+    /// global pool, then with `keepdims = 0` a Reshape (a view) to `[N, C]`.
+    fn try_spatial_reduce(&mut self, n: &Node) -> Result<bool> {
+        let pool = match n.op_type.as_str() {
+            "ReduceMean" => "GlobalAveragePool",
+            "ReduceMax" => "GlobalMaxPool",
+            _ => return Ok(false),
+        };
+        if !n.domain.is_empty() || n.outputs.len() != 1 {
+            return Ok(false);
+        }
+        let (Some(x), Some(y)) = (n.input(0), n.output(0)) else {
+            return Ok(false);
+        };
+        let (Some(xn), Some(xd)) = (self.nhwc.get(x).cloned(), self.dims4(x)) else {
+            return Ok(false);
+        };
+        let axes: Option<Vec<i64>> = if self.g.opset_version("").unwrap_or(1) >= 18 {
+            n.input(1)
+                .filter(|a| !a.is_empty())
+                .and_then(|a| self.g.initializer(a))
+                .and_then(|t| t.to_i64_vec().ok())
+        } else {
+            n.attr_ints("axes").ok().flatten().map(<[i64]>::to_vec)
+        };
+        let Some(mut axes) = axes else {
+            return Ok(false);
+        };
+        for a in &mut axes {
+            if *a < 0 {
+                *a += 4;
+            }
+        }
+        axes.sort_unstable();
+        if axes != [2, 3] {
+            return Ok(false);
+        }
+        let keep = n.attr_int("keepdims").ok().flatten().unwrap_or(1) != 0;
+        let (Some(&(dt, _)), Some(yd)) = (self.types.get(y), self.dims(y)) else {
+            return Ok(false);
+        };
+        let want: &[usize] = if keep {
+            &[xd[0], xd[1], 1, 1]
+        } else {
+            &[xd[0], xd[1]]
+        };
+        if yd != want || (!keep && !self.reshape_views) {
+            return Ok(false);
+        }
+        let pooled = if keep {
+            match self.output(y) {
+                Some(p) => p,
+                None => return Ok(false),
+            }
+        } else {
+            let p = self.names.fresh(&format!("{y}@nhwc"));
+            self.declare(&p, dt, &[xd[0], 1, 1, xd[1]]);
+            p
+        };
+        self.nodes.push(Node {
+            name: n.name.clone(),
+            op_type: POOL_OP.into(),
+            domain: KILN_DOMAIN.into(),
+            inputs: vec![xn],
+            outputs: vec![pooled.clone()],
+            attributes: vec![Attribute::new(
+                POOL_ATTR,
+                AttrValue::String(pool.as_bytes().to_vec()),
+            )],
+            doc_string: n.doc_string.clone(),
+            index: n.index,
+        });
+        if !keep {
+            let shape = self.names.fresh(&format!("{y}@shape"));
+            self.initializers.push(Tensor::from_vec(
+                shape.clone(),
+                vec![2],
+                vec![xd[0] as i64, xd[1] as i64],
+            )?);
+            let name = self.names.fresh(&format!("{y}@layout"));
+            self.nodes.push(Node {
+                name,
+                op_type: "Reshape".into(),
+                inputs: vec![pooled, shape],
+                outputs: vec![y.to_string()],
+                ..Node::default()
+            });
+        }
+        Ok(true)
+    }
+
     fn try_pool(&mut self, n: &Node) -> bool {
         let op = n.op_type.as_str();
         if !n.domain.is_empty()
@@ -569,7 +663,7 @@ pub fn rewrite(g: &mut Graph, compute: DataType) -> Result<usize> {
         return Ok(0);
     }
     for n in &old {
-        if r.try_conv(n)? || r.try_elementwise(n)? || r.try_pool(n) {
+        if r.try_conv(n)? || r.try_elementwise(n)? || r.try_pool(n) || r.try_spatial_reduce(n)? {
             continue;
         }
         for i in &n.inputs {

@@ -475,3 +475,29 @@ fn krsc_reorders_any_element_size() {
         kcrs_to_krsc(&v, [2, 3, 2, 2]).unwrap()
     );
 }
+
+#[test]
+fn the_fixture_cnns_keep_their_results() {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures");
+    for f in ["cnn_legacy", "cnn_dynamo"] {
+        let g = kiln_onnx::load(dir.join(format!("{f}.onnx"))).unwrap();
+        let dims = [2, 3, 32, 32];
+        let spec = specialised(&g, &dims);
+        let mut r = spec.clone();
+        let convs = rewrite(&mut r, DataType::F16).unwrap();
+        let ops: Vec<&str> = r.nodes.iter().map(|n| n.op_type.as_str()).collect();
+        println!("{f}: {convs} convs, {ops:?}");
+        assert!(convs > 0, "{f}: {ops:?}");
+        assert_eq!(
+            count(&r, "Conv") + count(&r, "FusedConv"),
+            0,
+            "{f}: {ops:?}"
+        );
+        assert_eq!(transposes(&r, TO_NHWC), 1, "{f}: {ops:?}");
+        assert_eq!(transposes(&r, TO_NCHW), 0, "{f}: {ops:?}");
+        assert_eq!(count(&r, "ReduceMean"), 0, "{f}: {ops:?}");
+        typed(&r);
+        same_results(&spec, &r, &dims);
+        lower::lower(&r, DataType::F16).unwrap();
+    }
+}
