@@ -24,6 +24,7 @@
 //! bf16 are computed in f32 and rounded once on store, reductions and statistics accumulate in
 //! f32.
 
+pub mod attention;
 pub mod binary;
 pub mod cache;
 pub mod cast;
