@@ -41,7 +41,7 @@ use kiln_core::{
     ProfileInput, StreamHandle,
 };
 use kiln_cuda::{Device, DeviceBuffer, DeviceMemory, Event, PinnedBuffer, Probe, Stream, copy};
-use kiln_engine::plan::{DEFAULT_OPT_LEVEL, Fingerprint};
+use kiln_engine::plan::{DEFAULT_OPT_LEVEL, Fingerprint, Fusions};
 use kiln_engine::runtime::BuildReport;
 use kiln_engine::runtime::timing::{Source, Tactic};
 use kiln_engine::{BuildConfig, Engine, ExecutionContext, Plan};
@@ -74,6 +74,36 @@ struct Args {
     /// Timing cache file; each case is built twice (the second build reads the cache).
     #[arg(long)]
     timing_cache: Option<PathBuf>,
+    /// Specialisation fusions: `all`, `none`, or a comma list of nhwc, attention,
+    /// add_layer_norm, elementwise.
+    #[arg(long, default_value = "all", value_parser = parse_fusions)]
+    fusions: Fusions,
+    /// NVRTC disk cache directory (default: none, every build compiles its kernels).
+    #[arg(long)]
+    kernel_cache: Option<PathBuf>,
+}
+
+fn parse_fusions(s: &str) -> Result<Fusions, String> {
+    match s.trim() {
+        "all" => return Ok(Fusions::default()),
+        "none" | "" => return Ok(Fusions::none()),
+        _ => {}
+    }
+    let mut f = Fusions::none();
+    for name in s.split(',') {
+        match name.trim() {
+            "nhwc" => f.nhwc = true,
+            "attention" => f.attention = true,
+            "add_layer_norm" => f.add_layer_norm = true,
+            "elementwise" => f.elementwise = true,
+            other => {
+                return Err(format!(
+                    "unknown fusion '{other}' (all, none, nhwc, attention, add_layer_norm, elementwise)"
+                ));
+            }
+        }
+    }
+    Ok(f)
 }
 
 /// How the benched engines are built.
@@ -82,6 +112,8 @@ struct BuildArgs {
     workspace: Option<usize>,
     opt_level: u8,
     timing_cache: Option<PathBuf>,
+    fusions: Fusions,
+    kernel_cache: Option<PathBuf>,
 }
 
 /// `4GiB`, `256MiB`, `64KiB`, `1GB`, `1000` (bytes).
@@ -271,7 +303,8 @@ fn bench_one(
         workspace_limit: b.workspace.unwrap_or(defaults.workspace_limit),
         opt_level: b.opt_level,
         timing_cache: b.timing_cache.clone(),
-        ..defaults
+        fusions: b.fusions,
+        kernel_cache_dir: b.kernel_cache.clone(),
     };
     let (plan, build_s, report) = build(device, &graph, &config)?;
     println!("      {}", build_line("build", build_s, &report));
@@ -475,6 +508,9 @@ fn bench_one(
         "precision": precision.name(),
         "batch": batch,
         "profile_max_batch": max_batch,
+        "fusions": format!("{:?}", b.fusions),
+        "opt_level": b.opt_level,
+        "workspace_limit": b.workspace,
         "build_s": build_s,
         "build": report,
         "rebuild": rebuild,
@@ -529,6 +565,8 @@ fn main() -> Result<()> {
         workspace: args.workspace,
         opt_level: args.opt_level,
         timing_cache: args.timing_cache.clone(),
+        fusions: args.fusions,
+        kernel_cache: args.kernel_cache.clone(),
     };
     let mut models = args.models.clone();
     if models.is_empty() {
