@@ -580,3 +580,10 @@ fn two_layers_fuse_independently() {
     let err = rel_l2(&want, &got);
     assert!(err < 1e-5, "rel-L2 {err}");
 }
+
+#[test]
+fn f32_engines_keep_the_library_path() {
+    let mut s = specialised(&bert_block(Opts::default()));
+    assert_eq!(rewrite(&mut s, DataType::F32).unwrap(), 0);
+    assert!(!ops(&s).contains(&OP));
+}
