@@ -6,7 +6,8 @@ cast to fp16 (or kept fp32), on the GPU, eval mode, no autograd.
 For each model and batch: compute-only latency (inputs already on the GPU; CUDA events around
 the forward call; median, p90 and min of ITERS runs after WARMUP) and transfer-inclusive latency
 (pinned host input copied in, forward, output copied back to pinned host memory, all inside the
-events). Throughput is batch / median.
+events), and compute-only latency with the forward captured in a CUDA graph and replayed.
+Throughput is batch / median.
 
 Usage: python3 benches/python/torch_zoo_bench.py [OUT.json] [--models resnet50,bert_base]
        [--batches 1,128] [--dtype fp16|fp32] [--iters N]
@@ -49,6 +50,25 @@ def timed(fn, iters):
         "min_ms": times[0],
         "runs": len(times),
     }
+
+
+def graphed(fn, iters):
+    """`fn` captured once in a CUDA graph (after warm-up on a side stream) and replayed: the
+    same compute-only timing as `timed`, without the per-op launch cost. Errors are reported,
+    not raised (some models cannot be captured)."""
+    try:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                fn()
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            fn()
+        return timed(graph.replay, iters)
+    except Exception as e:  # noqa: BLE001 (any capture failure is a result to report)
+        return {"error": f"{type(e).__name__}: {e}"}
 
 
 def inputs_at(name, batch, template, dtype):
@@ -107,12 +127,14 @@ def main(argv):
 
             c = timed(compute, iters)
             t = timed(with_transfer, iters)
+            g = graphed(compute, iters)
             row = {
                 "model": name,
                 "dtype": a.dtype,
                 "batch": batch,
                 "compute": c,
                 "with_transfer": t,
+                "cuda_graph": g,
                 "throughput_per_s": batch / (c["median_ms"] * 1e-3),
                 "setup_s": round(setup_s, 2),
             }
@@ -120,7 +142,12 @@ def main(argv):
             print(
                 f"torch {name:10s} {a.dtype} b{batch:<4d} compute median {c['median_ms']:.3f} ms "
                 f"p90 {c['p90_ms']:.3f}  with transfers {t['median_ms']:.3f} ms  "
-                f"{row['throughput_per_s']:.0f}/s"
+                f"{row['throughput_per_s']:.0f}/s  "
+                + (
+                    f"CUDA graph {g['median_ms']:.3f} ms"
+                    if "median_ms" in g
+                    else f"CUDA graph: {g.get('error')}"
+                )
             )
         del model
         torch.cuda.empty_cache()
