@@ -4,14 +4,26 @@
 //!   pads, dilations, ceil_mode, count_include_pad; GlobalAverage/MaxPool) in f32, f16 and
 //!   bf16, on channel counts that take the 16-byte vector path (8, 24) and the scalar one (3,
 //!   5), against kiln-reference's NCHW pools; outputs poisoned with NaN bytes first.
-//! - `engine_resnet_like`: a small ResNet (stem conv + BatchNorm + ReLU, MaxPool 3×3 s2 p1, a
-//!   residual block, a strided block with a 1×1 downsample, GAP, Flatten, Gemm) built in
-//!   fp16 and bf16 with the default fusions (NHWC on: the profile must show NhwcConv steps
-//!   and exactly one Transpose) and with `Fusions::none()` (no NhwcConv), at batch 1 and 4,
-//!   against kiln-reference (rel-L2 1e-2) on device buffers whose outputs are NaN-poisoned
-//!   before each of two runs (one profiled, one enqueued).
+//!   Window cases include overlapping rows (3×3 s1 and s2), row blocks of 4 with a remainder,
+//!   dilation, and windows that skip rows (1×1 s2).
+//! - `nhwc_entry_kernel`: the NCHW → NHWC entry (`layout_nhwc`) from f32 to f16/bf16/f32 and
+//!   same-type f16/bf16, C = 1, 3, 4, 8, 13, 24, 40 unpadded and padded to a multiple of 8,
+//!   odd H×W, each of its three kernels (vector, per-position with a misaligned output,
+//!   tiled), bit-exact against the host's conversion (round to nearest even), padded channels
+//!   exactly zero, outputs poisoned with NaN bytes first.
+//! - `engine_resnet_like`: a small ResNet (3-channel 7×7 s2 stem conv + BatchNorm + ReLU,
+//!   MaxPool 3×3 s2 p1, a residual block, a strided block with a 1×1 downsample, GAP,
+//!   Flatten, Gemm) built in fp16 and bf16 with the default fusions (NHWC on: the profile
+//!   must show NhwcConv steps, one NhwcEntry (the stem's 3 channels padded to 8), no
+//!   Transpose and only the output's boundary Cast) and with `Fusions::none()` (no
+//!   NhwcConv), at batch 1 and 4, against kiln-reference (rel-L2 1e-2) on device buffers
+//!   whose outputs are NaN-poisoned before each of two runs (one profiled, one enqueued).
 //! - `engine_fixture_cnns`: fixtures/cnn_legacy.onnx and cnn_dynamo.onnx the same way with
 //!   the default fusions (NhwcConv steps required).
+//! - `nhwc_timing` (printed, not asserted): the entry kernel at ResNet-50's input
+//!   `[256, 3, 224, 224]` f32 → `[256, 224, 224, 8]` f16 and the stem MaxPool 3×3 s2 p1 over
+//!   `[256, 112, 112, 64]` f16, median of 25 CUDA-event timings after warm-up, with the
+//!   effective bandwidth.
 //!
 //! Run: `KILN_GPU_REQUIRED=1 cargo test -p kiln-engine --release --test gpu_nhwc`.
 
@@ -28,7 +40,7 @@ use kiln_core::{
 };
 use kiln_cuda::{Device, DeviceAllocator, DeviceMemory as _, Stream, copy};
 use kiln_engine::kernels::conv::{nchw_to_nhwc, nhwc_to_nchw};
-use kiln_engine::kernels::nvrtc::{DevicePtr as KPtr, KernelLibrary, pool};
+use kiln_engine::kernels::nvrtc::{DevicePtr as KPtr, KernelLibrary, layout_nhwc, pool};
 use kiln_engine::plan::Fusions;
 use kiln_engine::{BuildConfig, Builder, Engine, ExecutionContext};
 use kiln_onnx::{Graph, GraphBuilder, Tensor};
@@ -45,8 +57,10 @@ type TestFn = fn(&Ctx) -> Result<()>;
 
 const TESTS: &[(&str, TestFn)] = &[
     ("nhwc_pool_kernels", nhwc_pool_kernels),
+    ("nhwc_entry_kernel", nhwc_entry_kernel),
     ("engine_resnet_like", engine_resnet_like),
     ("engine_fixture_cnns", engine_fixture_cnns),
+    ("nhwc_timing", nhwc_timing),
 ];
 
 fn main() -> ExitCode {
@@ -194,8 +208,10 @@ type WindowCase = ([usize; 2], [usize; 2], [usize; 4], [usize; 2], bool);
 
 fn nhwc_pool_kernels(ctx: &Ctx) -> Result<()> {
     let mut rng = fastrand::Rng::with_seed(61);
-    let cfgs: [WindowCase; 4] = [
+    let cfgs: [WindowCase; 6] = [
         ([3, 3], [2, 2], [1, 1, 1, 1], [1, 1], false),
+        ([3, 3], [1, 1], [1, 1, 1, 1], [1, 1], false),
+        ([1, 1], [2, 2], [0, 0, 0, 0], [1, 1], false),
         ([2, 2], [2, 2], [0, 0, 0, 0], [1, 1], true),
         ([3, 2], [1, 2], [1, 0, 2, 1], [2, 1], false),
         ([3, 3], [2, 2], [0, 1, 1, 0], [1, 1], true),
@@ -332,7 +348,7 @@ impl NetBuilder {
     }
 }
 
-/// stem conv 3→16 s2 + BatchNorm + ReLU, MaxPool 3×3 s2 p1, residual block (16), strided
+/// stem conv 3→16 7×7 s2 p3 + BatchNorm + ReLU, MaxPool 3×3 s2 p1, residual block (16), strided
 /// block 16→32 with a 1×1 s2 downsample, GAP, Flatten, Gemm → 10. Input `[N, 3, 32, 32]`.
 fn resnet_like() -> Result<Graph> {
     let mut n = NetBuilder {
@@ -350,7 +366,7 @@ fn resnet_like() -> Result<Graph> {
             Dim::Known(32),
         ],
     );
-    let s = n.conv(&x, (3, 16, 3, 2, 1));
+    let s = n.conv(&x, (3, 16, 7, 2, 3));
     let (g, be, m) = (
         n.weight(&[16], 0.5, 1.5),
         n.weight(&[16], -0.2, 0.2),
@@ -420,7 +436,8 @@ fn batch_profile(graph: &Graph) -> Result<OptimizationProfile> {
 /// How the NHWC fusion must show in the profile's steps.
 #[derive(Clone, Copy, PartialEq)]
 enum Expect {
-    /// NhwcConv steps, no Conv/FusedConv, at most `transposes` Transpose steps.
+    /// NhwcConv steps, no Conv/FusedConv, one NhwcEntry (it absorbs the input's boundary
+    /// Cast: one Cast, the output's), at most `transposes` Transpose steps.
     Nhwc { transposes: usize },
     /// No NhwcConv step.
     Nchw,
@@ -500,6 +517,8 @@ fn engine_check(
                         ensure!(
                             count("NhwcConv") > 0
                                 && count("Conv") + count("FusedConv") == 0
+                                && count("NhwcEntry") == 1
+                                && count("Cast(boundary)") == 1
                                 && count("Transpose") <= transposes,
                             "{what}: steps {ops:?}"
                         );
@@ -544,7 +563,7 @@ fn engine_resnet_like(ctx: &Ctx) -> Result<()> {
             &g,
             p,
             Fusions::default(),
-            Expect::Nhwc { transposes: 1 },
+            Expect::Nhwc { transposes: 0 },
         )?;
         engine_check(
             ctx,
@@ -571,9 +590,188 @@ fn engine_fixture_cnns(ctx: &Ctx) -> Result<()> {
                 &g,
                 p,
                 Fusions::default(),
-                Expect::Nhwc { transposes: 1 },
+                Expect::Nhwc { transposes: 0 },
             )?;
         }
     }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// NHWC entry kernel
+
+/// Runs the entry from `src` into `dst` with `cp` channels, the output `y_off` elements into
+/// a NaN-poisoned buffer; returns the output (NHWC, as f32).
+#[allow(clippy::too_many_arguments)]
+fn entry_on_device(
+    ctx: &Ctx,
+    (src, dst): (DataType, DataType),
+    x: &[f32],
+    [n, c, hw]: [usize; 3],
+    cp: usize,
+    y_off: usize,
+) -> Result<Vec<f32>> {
+    let xb = encode(src, x);
+    let mut dx = ctx.alloc.alloc(xb.len(), &ctx.stream)?;
+    copy::htod(&ctx.stream, &xb, &mut dx)?;
+    let e = dst.size_in_bytes();
+    let yb = (n * hw * cp + y_off) * e;
+    let mut dy = ctx.alloc.alloc(yb, &ctx.stream)?;
+    copy::htod(&ctx.stream, &vec![0xffu8; yb], &mut dy)?;
+    layout_nhwc::nchw_to_nhwc(
+        &ctx.lib,
+        &ctx.stream,
+        (src, dst),
+        n,
+        c,
+        hw,
+        cp,
+        KPtr(dx.device_ptr()),
+        KPtr(dy.device_ptr() + (y_off * e) as u64),
+    )?;
+    let mut out = vec![0u8; yb];
+    copy::dtoh(&ctx.stream, &dy, &mut out)?;
+    ctx.stream.synchronize()?;
+    Ok(decode(dst, &out[y_off * e..]))
+}
+
+fn nhwc_entry_kernel(ctx: &Ctx) -> Result<()> {
+    let mut rng = fastrand::Rng::with_seed(91);
+    let pairs = [
+        (DataType::F32, DataType::F16),
+        (DataType::F32, DataType::BF16),
+        (DataType::F16, DataType::F16),
+        (DataType::BF16, DataType::BF16),
+        (DataType::F32, DataType::F32),
+    ];
+    let mut paths = std::collections::HashSet::new();
+    for (src, dst) in pairs {
+        for c in [1usize, 3, 4, 8, 13, 24, 40] {
+            for cp in [c, layout_nhwc::padded_channels(c)] {
+                // misaligned by one element: 16-byte words are off, the scalar kernels run
+                for y_off in [0usize, 1] {
+                    let (n, h, w) = (2usize, 7usize, 9usize);
+                    let hw = h * w;
+                    let x = decode(src, &encode(src, &random(&mut rng, n * c * hw, -3.0, 3.0)));
+                    let mut want = vec![0f32; n * hw * cp];
+                    for b in 0..n {
+                        for ch in 0..c {
+                            for p in 0..hw {
+                                want[(b * hw + p) * cp + ch] = x[(b * c + ch) * hw + p];
+                            }
+                        }
+                    }
+                    // the host's round to nearest even into dst
+                    let want = decode(dst, &encode(dst, &want));
+                    let got = entry_on_device(ctx, (src, dst), &x, [n, c, hw], cp, y_off)?;
+                    let e = dst.size_in_bytes() as u64;
+                    let path = layout_nhwc::entry_path(dst, cp, KPtr(0x1000 + y_off as u64 * e));
+                    paths.insert(format!("{path:?}"));
+                    let what = format!("entry {src}->{dst} C={c} C'={cp} offset {y_off} {path:?}");
+                    ensure!(got.len() == want.len(), "{what}: length");
+                    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                        ensure!(
+                            g.to_bits() == w.to_bits(),
+                            "{what}: element {i} (position {}, channel {}) is {g}, want {w}",
+                            i / cp,
+                            i % cp
+                        );
+                    }
+                }
+            }
+        }
+    }
+    ensure!(paths.len() == 3, "not every entry kernel ran: {paths:?}");
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Timing (printed)
+
+/// Median milliseconds of `reps` CUDA-event timings of `f` after 3 warm-up runs.
+fn median_ms(ctx: &Ctx, reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    for _ in 0..3 {
+        f()?;
+    }
+    ctx.stream.synchronize()?;
+    let (start, end) = (
+        kiln_cuda::Event::new(&ctx.device, true)?,
+        kiln_cuda::Event::new(&ctx.device, true)?,
+    );
+    let mut ms = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        start.record(&ctx.stream)?;
+        f()?;
+        end.record(&ctx.stream)?;
+        ctx.stream.synchronize()?;
+        ms.push(f64::from(start.elapsed_ms(&end)?));
+    }
+    ms.sort_by(f64::total_cmp);
+    Ok(ms[reps / 2])
+}
+
+fn nhwc_timing(ctx: &Ctx) -> Result<()> {
+    let mut rng = fastrand::Rng::with_seed(97);
+    // ResNet-50 b256 input: f32 NCHW -> f16 NHWC with 8 channels
+    let (n, c, hw, cp) = (256usize, 3usize, 224 * 224, 8usize);
+    let x = encode(DataType::F32, &random(&mut rng, n * c * hw, -1.0, 1.0));
+    let mut dx = ctx.alloc.alloc(x.len(), &ctx.stream)?;
+    copy::htod(&ctx.stream, &x, &mut dx)?;
+    let dy = ctx.alloc.alloc(n * hw * cp * 2, &ctx.stream)?;
+    let (px, py) = (KPtr(dx.device_ptr()), KPtr(dy.device_ptr()));
+    let ms = median_ms(ctx, 25, || {
+        Ok(layout_nhwc::nchw_to_nhwc(
+            &ctx.lib,
+            &ctx.stream,
+            (DataType::F32, DataType::F16),
+            n,
+            c,
+            hw,
+            cp,
+            px,
+            py,
+        )?)
+    })?;
+    let bytes = (n * c * hw * 4 + n * hw * cp * 2) as f64;
+    println!(
+        "    entry [256,3,224,224] f32 -> [256,224,224,8] f16 ({:?}): {ms:.3} ms, {:.0} GB/s",
+        layout_nhwc::entry_path(DataType::F16, cp, py),
+        bytes / ms / 1e6
+    );
+    drop((dx, dy));
+    // ResNet-50 b256 stem MaxPool 3x3 s2 p1, f16
+    let (c, h, w) = (64usize, 112usize, 112usize);
+    let xb = encode(DataType::F16, &random(&mut rng, n * h * w * c, -1.0, 1.0));
+    let mut dx = ctx.alloc.alloc(xb.len(), &ctx.stream)?;
+    copy::htod(&ctx.stream, &xb, &mut dx)?;
+    let dy = ctx.alloc.alloc(n * 56 * 56 * c * 2, &ctx.stream)?;
+    let win = pool::Window2d {
+        input: [h, w],
+        output: [56, 56],
+        kernel: [3, 3],
+        strides: [2, 2],
+        dilations: [1, 1],
+        pad_begin: [1, 1],
+        pad_end: [1, 1],
+    };
+    let (px, py) = (KPtr(dx.device_ptr()), KPtr(dy.device_ptr()));
+    let ms = median_ms(ctx, 25, || {
+        Ok(pool::pool2d_nhwc(
+            &ctx.lib,
+            &ctx.stream,
+            DataType::F16,
+            pool::PoolKind::Max,
+            n,
+            c,
+            &win,
+            px,
+            py,
+        )?)
+    })?;
+    let bytes = ((n * h * w * c + n * 56 * 56 * c) * 2) as f64;
+    println!(
+        "    maxpool 3x3 s2 p1 [256,112,112,64] f16: {ms:.3} ms, {:.0} GB/s",
+        bytes / ms / 1e6
+    );
     Ok(())
 }

@@ -331,12 +331,19 @@ pub fn lower(graph: &Graph, compute: DataType) -> Result<Program> {
         });
         tensors.len() - 1
     };
-    // Inputs: bound as declared; f32 inputs of a half engine are cast into the arena.
+    // Inputs: bound as declared; f32 inputs of a half engine are cast into the arena, except
+    // those only NHWC entries read (they convert while they transpose).
     for (i, vi) in graph.inputs.iter().enumerate() {
         let (dt, dims) = known(&vi.name)?;
         let io = add(&mut tensors, &vi.name, dt, dims.clone(), Storage::Input(i));
         let st = storage_dtype(dt, compute);
-        if st != dt {
+        let mut readers = graph.nodes.iter().filter(|n| n.inputs.contains(&vi.name));
+        let entries_only = readers.clone().next().is_some()
+            && readers.all(|n| {
+                n.domain == super::rewrite::KILN_DOMAIN
+                    && n.op_type == super::rewrite::nhwc::ENTRY_OP
+            });
+        if st != dt && !entries_only {
             let t = add(
                 &mut tensors,
                 &format!("{}@{compute}", vi.name),

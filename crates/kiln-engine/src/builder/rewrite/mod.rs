@@ -35,6 +35,7 @@ pub const KILN_OPS: &[&str] = &[
     attention::OP,
     nhwc::CONV_OP,
     nhwc::POOL_OP,
+    nhwc::ENTRY_OP,
 ];
 
 /// How many groups each rewrite replaced.

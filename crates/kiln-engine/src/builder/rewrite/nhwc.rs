@@ -24,11 +24,18 @@
 //!   → the same global [`POOL_OP`]; with `keepdims = 0` a Reshape (a view) then gives the
 //!   `[N, C]` result, which is layout-free.
 //!
-//! A value enters NHWC through `Transpose(perm [0, 2, 3, 1])` (once per value) and leaves it
-//! through `Transpose(perm [0, 3, 1, 2])` (once per value, for any other reader and for graph
-//! outputs), under the value's original name. Where the two layouts have the same bytes (one
-//! channel, or 1×1 spatial) the conversion is a Reshape, a view that moves nothing. Values only
-//! ever read in NHWC lose their NCHW form. Every new value gets its `value_info`.
+//! A float value enters NHWC through [`ENTRY_OP`] (once per value: `[N, C, H, W]` →
+//! `[N, H, W, C']`, one coalesced kernel of `kernels::nvrtc::layout_nhwc`, which also reads an
+//! f32 engine input directly, lowering then skipping its boundary Cast) and leaves it through
+//! `Transpose(perm [0, 3, 1, 2])` (once per value, for any other reader and for graph
+//! outputs), under the value's original name. `C' = C` except where every reader of the value
+//! is a convertible ungrouped convolution reading it as X and `C` is not a multiple of 8 (an
+//! image's 3 channels): then `C'` is the next multiple of 8, the added channels are zero and
+//! those convolutions' KRSC weights get zero input channels to match (same results; cuDNN's
+//! NHWC tensor-core kernels want `C % 8 == 0`). Where the two layouts have the same bytes (one
+//! channel, or 1×1 spatial) and nothing is padded the entry is a Reshape, a view that moves
+//! nothing; non-float values enter through `Transpose(perm [0, 2, 3, 1])`. Values only ever
+//! read in NHWC lose their NCHW form. Every new value gets its `value_info`.
 //!
 //! Not converted (they stay NCHW, fed by exit transposes): 1-D convolutions, asymmetric pads
 //! (lowering pads those NCHW convolutions explicitly), activations other than ReLU, weights
@@ -50,6 +57,9 @@ use crate::kernels::gemm::MathMode;
 pub const CONV_OP: &str = "NhwcConv";
 /// A pool on NHWC tensors.
 pub const POOL_OP: &str = "NhwcPool";
+/// The NHWC entry: X `[N, C, H, W]` (any float type) → Y `[N, H, W, C']`, `C' >= C` (from Y's
+/// shape), channels `C..C'` zero.
+pub const ENTRY_OP: &str = "NhwcEntry";
 /// The string attribute of a [`POOL_OP`] naming the ONNX pool it computes (MaxPool,
 /// AveragePool, GlobalAveragePool, GlobalMaxPool).
 pub const POOL_ATTR: &str = "pool";
@@ -115,6 +125,27 @@ fn krsc_bytes(t: &Tensor) -> Result<Tensor> {
     )?)
 }
 
+/// KRSC weights `[k, r, s, c]` with zero input channels appended up to `cp`.
+fn pad_channels(t: Tensor, cp: usize) -> Result<Tensor> {
+    let d = t.dims().to_vec();
+    let c = d[3];
+    if cp == c {
+        return Ok(t);
+    }
+    let e = t.dtype().size_in_bytes();
+    let mut out = Vec::with_capacity(t.as_bytes().len() / c.max(1) * cp);
+    for row in t.as_bytes().chunks_exact(c * e) {
+        out.extend_from_slice(row);
+        out.resize(out.len() + (cp - c) * e, 0);
+    }
+    Ok(Tensor::from_bytes(
+        t.name(),
+        t.dtype(),
+        vec![d[0], d[1], d[2], cp],
+        out,
+    )?)
+}
+
 /// What a convertible convolution becomes.
 struct ConvPlan {
     pads: [i64; 4],
@@ -134,7 +165,10 @@ struct Rewriter<'g> {
     /// NCHW values whose producer was rewritten: they exist only once materialised.
     converted: HashSet<String>,
     materialised: HashSet<String>,
-    krsc: HashMap<String, String>,
+    /// Values entering NHWC with their channels padded: value → padded channel count.
+    pad: HashMap<String, usize>,
+    /// (weight, input channels) → its KRSC copy.
+    krsc: HashMap<(String, usize), String>,
     channel_consts: HashMap<String, String>,
     nodes: Vec<Node>,
     initializers: Vec<Tensor>,
@@ -163,6 +197,7 @@ impl<'g> Rewriter<'g> {
             nhwc: HashMap::new(),
             converted: HashSet::new(),
             materialised: HashSet::new(),
+            pad: HashMap::new(),
             krsc: HashMap::new(),
             channel_consts: HashMap::new(),
             nodes: Vec::new(),
@@ -234,8 +269,23 @@ impl<'g> Rewriter<'g> {
             return Ok(None);
         };
         let y = self.names.fresh(&format!("{x}@nhwc"));
-        self.convert(x, &y, d, TO_NHWC)?;
-        self.declare(&y, dt, &nhwc_dims(&d));
+        let float = matches!(dt, DataType::F32 | DataType::F16 | DataType::BF16);
+        let cp = self.pad.get(x).copied().filter(|_| float).unwrap_or(d[1]);
+        let view = self.reshape_views && (d[1] == 1 || d[2] * d[3] == 1);
+        if float && (cp != d[1] || !view) {
+            let name = self.names.fresh(&format!("{y}@layout"));
+            self.nodes.push(Node {
+                name,
+                op_type: ENTRY_OP.into(),
+                domain: KILN_DOMAIN.into(),
+                inputs: vec![x.to_string()],
+                outputs: vec![y.clone()],
+                ..Node::default()
+            });
+        } else {
+            self.convert(x, &y, d, TO_NHWC)?;
+        }
+        self.declare(&y, dt, &[d[0], d[2], d[3], cp]);
         self.nhwc.insert(x.to_string(), y.clone());
         self.entries += 1;
         Ok(Some(y))
@@ -257,6 +307,7 @@ impl<'g> Rewriter<'g> {
     }
 
     fn declare(&mut self, name: &str, dt: DataType, dims: &[usize]) {
+        self.types.insert(name.to_string(), (dt, dims.to_vec()));
         self.value_info
             .push(ValueInfo::tensor(name, dt, Shape::from_known(dims)));
     }
@@ -343,9 +394,10 @@ impl<'g> Rewriter<'g> {
         })
     }
 
-    /// The KRSC copy of weight `w` (made once).
-    fn krsc_weight(&mut self, w: &str) -> Result<String> {
-        if let Some(n) = self.krsc.get(w) {
+    /// The KRSC copy of weight `w` with `cp` input channels, zero past its own (made once).
+    fn krsc_weight(&mut self, w: &str, cp: usize) -> Result<String> {
+        let key = (w.to_string(), cp);
+        if let Some(n) = self.krsc.get(&key) {
             return Ok(n.clone());
         }
         let t = self.weight(w).ok_or_else(|| EngineError::Pass {
@@ -354,10 +406,48 @@ impl<'g> Rewriter<'g> {
         })?;
         let name = self.names.fresh(&format!("{w}@krsc"));
         let mut k = krsc_bytes(t)?;
+        if cp < k.dims()[3] {
+            return Err(EngineError::Pass {
+                pass: "nhwc",
+                message: format!("weight '{w}' cannot take {cp} input channels"),
+            });
+        }
+        k = pad_channels(k, cp)?;
         k.set_name(name.clone());
         self.initializers.push(k);
-        self.krsc.insert(w.to_string(), name.clone());
+        self.krsc.insert(key, name.clone());
         Ok(name)
+    }
+
+    /// Values to enter NHWC with padded channels: those whose channel count is not a multiple
+    /// of 8 and whose every reader is a convertible ungrouped convolution reading them as X
+    /// only.
+    fn paddable(&self, nodes: &[Node]) -> HashMap<String, usize> {
+        let mut readers: HashMap<&str, Vec<&Node>> = HashMap::new();
+        for n in nodes {
+            for i in n.inputs.iter().filter(|i| !i.is_empty()) {
+                let r = readers.entry(i.as_str()).or_default();
+                if !r.iter().any(|m| std::ptr::eq(*m, n)) {
+                    r.push(n);
+                }
+            }
+        }
+        let as_x = |n: &Node, x: &str| {
+            self.conv_plan(n).is_some_and(|p| p.group == 1)
+                && n.inputs.iter().position(|i| i == x) == Some(0)
+                && n.inputs.iter().filter(|i| *i == x).count() == 1
+        };
+        let mut out = HashMap::new();
+        for (x, rs) in readers {
+            let Some(d) = self.dims4(x) else { continue };
+            if !d[1].is_multiple_of(8) && rs.iter().all(|n| as_x(n, x)) {
+                out.insert(
+                    x.to_string(),
+                    crate::kernels::nvrtc::layout_nhwc::padded_channels(d[1]),
+                );
+            }
+        }
+        out
     }
 
     fn try_conv(&mut self, n: &Node) -> Result<bool> {
@@ -375,7 +465,25 @@ impl<'g> Rewriter<'g> {
             },
             None => String::new(),
         };
-        let wn = self.krsc_weight(w)?;
+        // X's NHWC form may carry zero channels past C (see `paddable`): the weights get
+        // zero input channels to match.
+        let wc = self.dims(w).map_or(0, |d| d[1]);
+        let (cx, c) = (
+            self.dims(&xn).and_then(|d| d.last().copied()).unwrap_or(0),
+            self.dims4(x).map_or(0, |d| d[1]),
+        );
+        let cp = if cx != c {
+            if plan.group != 1 {
+                return Err(EngineError::Pass {
+                    pass: "nhwc",
+                    message: format!("grouped convolution '{}' reads padded channels", n.name),
+                });
+            }
+            cx
+        } else {
+            wc
+        };
+        let wn = self.krsc_weight(w, cp)?;
         let Some(yn) = self.output(y) else {
             return Ok(false);
         };
@@ -662,6 +770,7 @@ pub fn rewrite(g: &mut Graph, compute: DataType) -> Result<usize> {
     if !old.iter().any(|n| r.conv_plan(n).is_some()) {
         return Ok(0);
     }
+    r.pad = r.paddable(&old);
     for n in &old {
         if r.try_conv(n)? || r.try_elementwise(n)? || r.try_pool(n) || r.try_spatial_reduce(n)? {
             continue;
@@ -702,6 +811,7 @@ pub fn rewrite(g: &mut Graph, compute: DataType) -> Result<usize> {
         .collect();
     let unused: HashSet<String> = krsc
         .keys()
+        .map(|(w, _)| w)
         .filter(|w| !used.contains(w.as_str()))
         .cloned()
         .collect();

@@ -1,7 +1,7 @@
 //! CPU tests of the NHWC rewrite: the structure it leaves (entry/exit conversions, kiln ops,
 //! value_info), the KRSC weights' values, and the rewritten graph's results on kiln-reference
-//! (its kiln ops spelled back as Transpose → FusedConv / pool → Transpose) against the
-//! original's on random inputs.
+//! (its kiln ops spelled back as Transpose → FusedConv / pool → Transpose, the entry as
+//! Transpose → Pad) against the original's on random inputs.
 
 use std::collections::HashMap;
 
@@ -99,6 +99,35 @@ fn as_reference(g: &Graph) -> Graph {
         let t = |s: &str| format!("{}@ref{s}", n.name);
         let y = &n.outputs[0];
         match n.op_type.as_str() {
+            ENTRY_OP => {
+                let c = g
+                    .value(&n.inputs[0])
+                    .unwrap()
+                    .shape
+                    .unwrap()
+                    .as_known()
+                    .unwrap()[1];
+                let cp = g.value(y).unwrap().shape.unwrap().as_known().unwrap()[3];
+                if cp == c {
+                    out.nodes.push(tr(t("x"), &n.inputs[0], y, TO_NHWC));
+                    continue;
+                }
+                out.nodes.push(tr(t("x"), &n.inputs[0], &t("xv"), TO_NHWC));
+                let pads = Tensor::from_vec(
+                    t("pads"),
+                    vec![8],
+                    vec![0, 0, 0, 0, 0, 0, 0, (cp - c) as i64],
+                )
+                .unwrap();
+                out.initializers.push(pads);
+                out.nodes.push(Node {
+                    name: t("pad"),
+                    op_type: "Pad".into(),
+                    inputs: vec![t("xv"), t("pads")],
+                    outputs: vec![y.clone()],
+                    ..Node::default()
+                });
+            }
             CONV_OP => {
                 out.nodes.push(tr(t("x"), &n.inputs[0], &t("xv"), TO_NCHW));
                 out.nodes.push(tr(t("w"), &n.inputs[1], &t("wv"), TO_NCHW));
@@ -236,12 +265,15 @@ fn a_residual_block_runs_in_nhwc_between_one_entry_and_no_exit_transpose() {
     let ops: Vec<&str> = g.nodes.iter().map(|n| n.op_type.as_str()).collect();
     assert_eq!(count(&g, "FusedConv") + count(&g, "Conv"), 0, "{ops:?}");
     assert_eq!(count(&g, CONV_OP), 2);
-    assert_eq!(transposes(&g, TO_NHWC), 1, "{ops:?}");
-    assert_eq!(transposes(&g, TO_NCHW), 0, "{ops:?}");
-    assert_eq!(count(&g, "Transpose"), 1);
-    // the entry transpose reads the graph input
-    let entry = g.nodes.iter().find(|n| n.op_type == "Transpose").unwrap();
+    assert_eq!(count(&g, "Transpose"), 0, "{ops:?}");
+    assert_eq!(count(&g, ENTRY_OP), 1, "{ops:?}");
+    // the entry reads the graph input and pads its 3 channels to 8
+    let entry = g.nodes.iter().find(|n| n.op_type == ENTRY_OP).unwrap();
     assert_eq!(entry.inputs, ["x"]);
+    assert_eq!(entry.domain, KILN_DOMAIN);
+    let ev = g.value(&entry.outputs[0]).unwrap();
+    assert_eq!(ev.shape.unwrap().as_known(), Some(vec![2, 12, 12, 8]));
+    assert_eq!(ev.dtype, Some(DataType::F32));
     // MaxPool and GAP are NHWC pools; GAP's [N, 1, 1, C] leaves through a Reshape (a view)
     let pools: Vec<String> = g
         .nodes
@@ -286,14 +318,24 @@ fn a_residual_block_runs_in_nhwc_between_one_entry_and_no_exit_transpose() {
         Some(vec![2, 12, 12, 8])
     );
     typed(&g);
-    // weights: KRSC copies of the fused convolutions' weights, values checked
-    for c in &convs {
+    // weights: KRSC copies of the fused convolutions' weights, values checked; the stem's
+    // get zero input channels 3..8
+    for (i, c) in convs.iter().enumerate() {
         let orig = spec.nodes.iter().find(|n| n.name == c.name).unwrap();
         let w = spec.initializer(&orig.inputs[1]).unwrap();
         let d: [usize; 4] = w.dims().try_into().unwrap();
-        let want = kcrs_to_krsc(&w.to_f32_vec().unwrap(), d).unwrap();
+        let krsc = kcrs_to_krsc(&w.to_f32_vec().unwrap(), d).unwrap();
+        let cp = if i == 0 { 8 } else { d[1] };
+        let want: Vec<f32> = krsc
+            .chunks_exact(d[1])
+            .flat_map(|row| {
+                row.iter()
+                    .copied()
+                    .chain(std::iter::repeat_n(0.0, cp - d[1]))
+            })
+            .collect();
         let got = g.initializer(&c.inputs[1]).unwrap();
-        assert_eq!(got.dims(), [d[0], d[2], d[3], d[1]]);
+        assert_eq!(got.dims(), [d[0], d[2], d[3], cp]);
         assert_eq!(got.to_f32_vec().unwrap(), want);
         assert_ne!(c.inputs[1], orig.inputs[1]);
         // the original NCHW weights are gone from the specialised graph
@@ -316,6 +358,34 @@ fn the_rewritten_block_lowers_to_nhwc_cudnn_and_pool_steps() {
             .unwrap();
     assert_eq!(report.nhwc_convs, 2);
     let p = lower::lower(&g, DataType::F16).unwrap();
+    // the entry reads the bound f32 input itself: no boundary Cast of it (the one Cast
+    // writes the f32 output)
+    let casts: Vec<&lower::Step> = p
+        .steps
+        .iter()
+        .filter(|s| s.kind == lower::StepKind::Cast)
+        .collect();
+    assert_eq!(casts.len(), 1, "{:?}", p.steps);
+    assert_eq!(
+        p.tensors[casts[0].outputs[0]].storage,
+        lower::Storage::Output(0)
+    );
+    let entry = p
+        .steps
+        .iter()
+        .find(|s| matches!(&s.kind, lower::StepKind::Node(n) if n.op_type == ENTRY_OP))
+        .expect("an entry step");
+    let (xi, yi) = (entry.inputs[0].unwrap(), entry.outputs[0]);
+    assert_eq!(p.tensors[xi].storage, lower::Storage::Input(0));
+    assert_eq!(p.tensors[xi].dtype, DataType::F32);
+    assert_eq!(p.tensors[yi].dtype, DataType::F16);
+    assert_eq!(p.tensors[yi].dims, [2, 12, 12, 8]);
+    let lower::StepKind::Node(en) = &entry.kind else {
+        unreachable!()
+    };
+    let m = crate::runtime::kiln_ops::modules(entry, &p, en).unwrap();
+    assert_eq!(m.len(), 1);
+    assert_eq!(m[0].name, "nhwc_entry_f32_f16");
     let mut flags = Vec::new();
     let mut pools = 0;
     for s in &p.steps {
@@ -328,7 +398,8 @@ fn the_rewritten_block_lowers_to_nhwc_cudnn_and_pool_steps() {
                     panic!("no cuDNN description");
                 };
                 assert_eq!(d.layout, ConvLayout::Nhwc);
-                assert_eq!(d.input_dims(), [2, 3 + 5 * flags.len(), 12, 12]);
+                // the stem reads the padded 8 channels
+                assert_eq!(d.input_dims(), [2, 8, 12, 12]);
                 flags.push((d.bias, d.relu, d.residual));
             }
             POOL_OP => {
@@ -392,9 +463,24 @@ fn strided_downsample_depthwise_concat_and_outputs_keep_their_results() {
     assert_eq!(rewrite(&mut g, DataType::F16).unwrap(), 4);
     let ops: Vec<&str> = g.nodes.iter().map(|n| n.op_type.as_str()).collect();
     assert_eq!(count(&g, "FusedConv") + count(&g, "Conv"), 1, "{ops:?}");
-    // entry: x (read by two convolutions, converted once); exits: the graph output 'mid' and
-    // the AveragePool's result for the asymmetric convolution
-    assert_eq!(transposes(&g, TO_NHWC), 1, "{ops:?}");
+    // entry: x (read by two convolutions, converted once, 4 channels padded to 8); exits: the
+    // graph output 'mid' and the AveragePool's result for the asymmetric convolution
+    assert_eq!(transposes(&g, TO_NHWC), 0, "{ops:?}");
+    assert_eq!(count(&g, ENTRY_OP), 1, "{ops:?}");
+    let ex = &g.nodes[0].outputs[0];
+    assert_eq!(
+        g.value(ex).unwrap().shape.unwrap().as_known(),
+        Some(vec![2, 11, 11, 8])
+    );
+    let stem: Vec<&Node> = g
+        .nodes
+        .iter()
+        .filter(|n| n.op_type == CONV_OP && &n.inputs[0] == ex)
+        .collect();
+    assert_eq!(stem.len(), 2);
+    for c in stem {
+        assert_eq!(g.initializer(&c.inputs[1]).unwrap().dims()[3], 8);
+    }
     assert_eq!(transposes(&g, TO_NCHW), 2, "{ops:?}");
     assert!(
         g.nodes
@@ -493,11 +579,130 @@ fn the_fixture_cnns_keep_their_results() {
             0,
             "{f}: {ops:?}"
         );
-        assert_eq!(transposes(&r, TO_NHWC), 1, "{f}: {ops:?}");
+        assert_eq!(transposes(&r, TO_NHWC), 0, "{f}: {ops:?}");
+        assert_eq!(count(&r, ENTRY_OP), 1, "{f}: {ops:?}");
         assert_eq!(transposes(&r, TO_NCHW), 0, "{f}: {ops:?}");
         assert_eq!(count(&r, "ReduceMean"), 0, "{f}: {ops:?}");
         typed(&r);
         same_results(&spec, &r, &dims);
-        lower::lower(&r, DataType::F16).unwrap();
+        let p = lower::lower(&r, DataType::F16).unwrap();
+        // the entry absorbs the input's boundary Cast
+        assert!(
+            !p.steps.iter().any(|s| s.kind == lower::StepKind::Cast
+                && matches!(
+                    p.tensors[s.inputs[0].unwrap()].storage,
+                    lower::Storage::Input(_)
+                )),
+            "{f}"
+        );
     }
+}
+
+#[test]
+fn channels_are_padded_only_where_every_reader_is_an_ungrouped_convolution() {
+    let entry_dims = |g: &Graph| -> Vec<Vec<usize>> {
+        g.nodes
+            .iter()
+            .filter(|n| n.op_type == ENTRY_OP)
+            .map(|n| {
+                g.value(&n.outputs[0])
+                    .unwrap()
+                    .shape
+                    .unwrap()
+                    .as_known()
+                    .unwrap()
+            })
+            .collect()
+    };
+    // x read by a convolution and by the residual Add after it: not padded
+    let mut n = Net::new("residual_input");
+    let x = n.b.input("x", DataType::F32, &known(&[1, 3, 6, 7]));
+    let c = n.conv(&x, 3, 3, 3, 1, [1; 4], 1);
+    let s = n.b.node("Add", &[&c, &x]).output();
+    let y = n.b.node("Relu", &[&s]).output_named("y");
+    n.b.output(&y, DataType::F32, &known(&[1, 3, 6, 7]));
+    let spec = specialised(&n.b.build().unwrap(), &[1, 3, 6, 7]);
+    let mut g = spec.clone();
+    assert_eq!(rewrite(&mut g, DataType::F16).unwrap(), 1);
+    assert_eq!(entry_dims(&g), [vec![1, 6, 7, 3]]);
+    let conv = g.nodes.iter().find(|n| n.op_type == CONV_OP).unwrap();
+    assert_eq!(g.initializer(&conv.inputs[1]).unwrap().dims(), [3, 3, 3, 3]);
+    typed(&g);
+    same_results(&spec, &g, &[1, 3, 6, 7]);
+    lower::lower(&g, DataType::F16).unwrap();
+
+    // one channel (a view before): an entry padded to 8; a grouped convolution's input (12
+    // channels, 2 groups): not padded; 16 channels: an unpadded entry
+    let mut n = Net::new("varied_entries");
+    let x = n.b.input("x", DataType::F32, &known(&[2, 1, 5, 5]));
+    let a = n.conv(&x, 1, 12, 3, 1, [1; 4], 1);
+    let a = n.b.node("Relu", &[&a]).output();
+    // Softmax over the channels stays NCHW: the next convolutions enter again
+    let r = n.b.node("Softmax", &[&a]).attr("axis", 1i64).output();
+    let gr = n.conv(&r, 12, 16, 3, 1, [1; 4], 2);
+    let t = n.b.node("Softmax", &[&gr]).attr("axis", 1i64).output();
+    let w = n.conv(&t, 16, 8, 1, 1, [0; 4], 1);
+    let y = n.b.node("Relu", &[&w]).output_named("y");
+    n.b.output(&y, DataType::F32, &known(&[2, 8, 5, 5]));
+    let spec = specialised(&n.b.build().unwrap(), &[2, 1, 5, 5]);
+    let mut g = spec.clone();
+    assert_eq!(rewrite(&mut g, DataType::BF16).unwrap(), 3);
+    let ops: Vec<&str> = g.nodes.iter().map(|n| n.op_type.as_str()).collect();
+    assert_eq!(
+        entry_dims(&g),
+        [vec![2, 5, 5, 8], vec![2, 5, 5, 12], vec![2, 5, 5, 16]],
+        "{ops:?}"
+    );
+    let convs: Vec<&Node> = g.nodes.iter().filter(|n| n.op_type == CONV_OP).collect();
+    let wdims: Vec<Vec<usize>> = convs
+        .iter()
+        .map(|c| g.initializer(&c.inputs[1]).unwrap().dims().to_vec())
+        .collect();
+    assert_eq!(
+        wdims,
+        [vec![12, 3, 3, 8], vec![16, 3, 3, 6], vec![8, 1, 1, 16]]
+    );
+    typed(&g);
+    same_results(&spec, &g, &[2, 1, 5, 5]);
+    let p = lower::lower(&g, DataType::BF16).unwrap();
+    assert!(!p.steps.iter().any(|s| s.kind == lower::StepKind::Cast
+        && p.tensors[s.inputs[0].unwrap()].storage == lower::Storage::Input(0)));
+
+    // x also read outside the region (Flatten): the boundary Cast stays, and the entry
+    // reads the cast copy
+    let mut n = Net::new("shared_input");
+    let x = n.b.input("x", DataType::F32, &known(&[1, 3, 4, 4]));
+    let c = n.conv(&x, 3, 8, 3, 1, [1; 4], 1);
+    let y = n.b.node("Relu", &[&c]).output_named("y");
+    n.b.output(&y, DataType::F32, &known(&[1, 8, 4, 4]));
+    let f = n.b.node("Flatten", &[&x]).output_named("f");
+    n.b.output(&f, DataType::F32, &known(&[1, 48]));
+    let spec = specialised(&n.b.build().unwrap(), &[1, 3, 4, 4]);
+    let mut g = spec.clone();
+    assert_eq!(rewrite(&mut g, DataType::F16).unwrap(), 1);
+    assert_eq!(entry_dims(&g), [vec![1, 4, 4, 3]]);
+    same_results(&spec, &g, &[1, 3, 4, 4]);
+    let p = lower::lower(&g, DataType::F16).unwrap();
+    let entry = p
+        .steps
+        .iter()
+        .find(|s| matches!(&s.kind, lower::StepKind::Node(n) if n.op_type == ENTRY_OP))
+        .unwrap();
+    assert_eq!(p.tensors[entry.inputs[0].unwrap()].dtype, DataType::F16);
+    assert!(p.steps.iter().any(|s| s.kind == lower::StepKind::Cast
+        && p.tensors[s.inputs[0].unwrap()].storage == lower::Storage::Input(0)));
+}
+
+#[test]
+fn padded_krsc_weights_keep_each_row_and_add_zeros() {
+    let v: Vec<f32> = (1..=2 * 2 * 3).map(|i| i as f32).collect();
+    let t = Tensor::from_vec("w", vec![2, 1, 2, 3], v.clone()).unwrap();
+    let p = pad_channels(t.clone(), 5).unwrap();
+    assert_eq!(p.dims(), [2, 1, 2, 5]);
+    let got = p.to_f32_vec().unwrap();
+    for (row, want) in got.chunks_exact(5).zip(v.chunks_exact(3)) {
+        assert_eq!(&row[..3], want);
+        assert_eq!(&row[3..], [0.0, 0.0]);
+    }
+    assert_eq!(pad_channels(t.clone(), 3).unwrap(), t);
 }

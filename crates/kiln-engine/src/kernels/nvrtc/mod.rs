@@ -33,6 +33,7 @@ pub mod fused;
 pub mod gather;
 pub mod gather_nd;
 pub mod layout;
+pub mod layout_nhwc;
 pub mod library;
 pub mod movement;
 pub mod norm;

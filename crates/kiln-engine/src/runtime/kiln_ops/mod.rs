@@ -39,7 +39,9 @@ pub(crate) fn run(r: &Run<'_>, step: &Step, node: &Node) -> Result<()> {
         rewrite::elementwise::OP => elementwise::run(r, step, node),
         rewrite::layer_norm::OP => layer_norm::run(r, step, node),
         rewrite::attention::OP => attention::run(r, step, node),
-        rewrite::nhwc::CONV_OP | rewrite::nhwc::POOL_OP => nhwc::run(r, step, node),
+        rewrite::nhwc::CONV_OP | rewrite::nhwc::POOL_OP | rewrite::nhwc::ENTRY_OP => {
+            nhwc::run(r, step, node)
+        }
         _ => Err(unknown(node)),
     }
 }
@@ -50,7 +52,9 @@ pub fn modules(step: &Step, p: &Program, node: &Node) -> Result<Vec<ModuleSpec>>
         rewrite::elementwise::OP => elementwise::modules(step, p, node),
         rewrite::layer_norm::OP => layer_norm::modules(step, p, node),
         rewrite::attention::OP => attention::modules(step, p, node),
-        rewrite::nhwc::CONV_OP | rewrite::nhwc::POOL_OP => nhwc::modules(step, p, node),
+        rewrite::nhwc::CONV_OP | rewrite::nhwc::POOL_OP | rewrite::nhwc::ENTRY_OP => {
+            nhwc::modules(step, p, node)
+        }
         _ => Err(unknown(node)),
     }
 }

@@ -1,7 +1,9 @@
 //! Steps of the NHWC region ops (`builder::rewrite::nhwc`): [`CONV_OP`] is one cuDNN
 //! convolution in [`ConvLayout::Nhwc`] with FusedConv's bias / ReLU / residual epilogue (run by
 //! `exec::run_lib`, which reads X, W, B, Z at inputs 0..3); [`POOL_OP`] runs the NHWC pooling
-//! kernels of `kernels::nvrtc::pool`.
+//! kernels of `kernels::nvrtc::pool`; [`ENTRY_OP`] the NCHW → NHWC entry of
+//! `kernels::nvrtc::layout_nhwc` (from X's type, f32 where lowering left an engine input
+//! uncast, into Y's, zero channels past X's).
 
 use kiln_onnx::{FusedActivation, MS_DOMAIN, Node};
 
@@ -9,10 +11,11 @@ use super::super::exec::Run;
 use super::super::libs::LibDesc;
 use super::super::ops::{node_err, pool_window};
 use crate::builder::lower::{Program, Step};
-use crate::builder::rewrite::nhwc::{CONV_OP, POOL_ATTR, POOL_OP};
+use crate::builder::rewrite::nhwc::{CONV_OP, ENTRY_OP, POOL_ATTR, POOL_OP};
 use crate::error::Result;
 use crate::kernels::conv::{ConvDesc, ConvLayout};
 use crate::kernels::gemm::MathMode;
+use crate::kernels::nvrtc::layout_nhwc;
 use crate::kernels::nvrtc::library::ModuleSpec;
 use crate::kernels::nvrtc::pool::{self, PoolKind, Window2d};
 
@@ -170,6 +173,32 @@ fn pool_of(node: &Node, step: &Step, p: &Program) -> Result<(Pool, [usize; 4])> 
     Ok((pool, xn))
 }
 
+/// An [`ENTRY_OP`] step: (X type, Y type), `[n, c, h * w]` of X and Y's channels.
+fn entry_of(
+    node: &Node,
+    step: &Step,
+    p: &Program,
+) -> Result<(
+    (kiln_core::DataType, kiln_core::DataType),
+    [usize; 3],
+    usize,
+)> {
+    let x = dims(node, step, p, 0)?;
+    let y = out_dims(node, step, p)?;
+    match (x, y) {
+        (&[n, c, h, w], &[yn, yh, yw, cp]) if [n, h, w] == [yn, yh, yw] && cp >= c => {
+            let xt = step.inputs[0].map(|t| p.tensors[t].dtype);
+            let yt = p.tensors[step.outputs[0]].dtype;
+            let xt = xt.ok_or_else(|| node_err(node, "input 0 is missing"))?;
+            Ok(((xt, yt), [n, c, h * w], cp))
+        }
+        _ => Err(node_err(
+            node,
+            format!("an NHWC entry cannot turn {x:?} into {y:?}"),
+        )),
+    }
+}
+
 pub(crate) fn run(r: &Run<'_>, step: &Step, node: &Node) -> Result<()> {
     if node.op_type == CONV_OP {
         return Err(node_err(
@@ -178,10 +207,17 @@ pub(crate) fn run(r: &Run<'_>, step: &Step, node: &Node) -> Result<()> {
              (rebuild the plan)",
         ));
     }
+    let p = &r.prep.program;
+    if node.op_type == ENTRY_OP {
+        let (types, [n, c, hw], cp) = entry_of(node, step, p)?;
+        let (x, y) = (step.inputs[0].unwrap_or_default(), step.outputs[0]);
+        let (px, py) = (r.ptr(x)?, r.ptr(y)?);
+        return layout_nhwc::nchw_to_nhwc(&r.engine.kernels, r.stream, types, n, c, hw, cp, px, py)
+            .map_err(|e| node_err(node, e));
+    }
     if node.op_type != POOL_OP {
         return Err(node_err(node, "not an NHWC op"));
     }
-    let p = &r.prep.program;
     let (pool, [n, c, h, w]) = pool_of(node, step, p)?;
     let x = step.inputs.first().copied().flatten();
     let x = x.ok_or_else(|| node_err(node, "input 0 is missing"))?;
@@ -204,6 +240,11 @@ pub(crate) fn run(r: &Run<'_>, step: &Step, node: &Node) -> Result<()> {
 }
 
 pub fn modules(step: &Step, p: &Program, node: &Node) -> Result<Vec<ModuleSpec>> {
+    if node.op_type == ENTRY_OP {
+        let ((xt, yt), _, _) = entry_of(node, step, p)?;
+        let m = layout_nhwc::module(xt, yt).map_err(|e| node_err(node, e))?;
+        return Ok(vec![m]);
+    }
     if node.op_type != POOL_OP {
         return Ok(Vec::new());
     }
