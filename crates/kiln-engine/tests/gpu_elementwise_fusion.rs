@@ -9,9 +9,17 @@
 //! output buffer filled with NaN bytes before each run, and is compared with kiln-reference
 //! (rel-L2 1e-5 at fp32, 1e-2 at fp16/bf16; a NaN fails).
 //!
+//! `bert_gelu_timing` runs the fused GELU kernel at BERT-base's FFN shape ([128, 128, 3072]
+//! fp16) in both code paths of `fused::Variant` (Baseline, Fast): each output checked
+//! (poisoned first; the first four sequences against kiln-reference, rel-L2 1e-2; every value
+//! finite; the two paths against each other), then timed with CUDA events (median of 30
+//! launches after 5 of warm-up), printing microseconds and GB/s. It asserts correctness, not
+//! speed.
+//!
 //! Without a CUDA device every test is reported as skipped. An optional argument filters tests
 //! by name. Run: `KILN_GPU_REQUIRED=1 cargo test -p kiln-engine --release --test
-//! gpu_elementwise_fusion`.
+//! gpu_elementwise_fusion` (the engine-level tests use `KILN_EW_FAST`'s code path, the fast
+//! one unless it is `0`).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -26,7 +34,10 @@ use kiln_core::{
 use kiln_cuda::{Device, DeviceMemory as _};
 use kiln_engine::builder::lower::StepKind;
 use kiln_engine::builder::prepare_programs;
-use kiln_engine::builder::rewrite::elementwise::OP;
+use kiln_engine::builder::rewrite::elementwise::{EXPR_ATTR, OP};
+use kiln_engine::kernels::nvrtc::KernelLibrary;
+use kiln_engine::kernels::nvrtc::binary::Operand;
+use kiln_engine::kernels::nvrtc::fused::{self, Variant};
 use kiln_engine::plan::{Fingerprint, Fusions};
 use kiln_engine::{BuildConfig, Builder, Engine, ExecutionContext};
 use kiln_onnx::builder::Value as V;
@@ -48,6 +59,7 @@ const TESTS: &[Test] = &[
     ("several_inputs_and_constants", several_inputs_and_constants),
     ("broadcast_operands", broadcast_operands),
     ("values_read_outside", values_read_outside),
+    ("bert_gelu_timing", bert_gelu_timing),
 ];
 
 fn main() -> ExitCode {
@@ -431,4 +443,152 @@ fn values_read_outside(ctx: &Ctx) -> Result<()> {
         vec![r, s, t, w]
     })?;
     check(ctx, &Case::new("values_read_outside", g, 4))
+}
+
+/// rel-L2 of `got` against `want` (f64 values); any non-finite value fails.
+fn rel_l2_f64(what: &str, want: &[f64], got: &[f64]) -> Result<f64> {
+    ensure!(want.len() == got.len(), "{what}: lengths differ");
+    let (mut num, mut den) = (0.0f64, 0.0f64);
+    for (i, (&w, &g)) in want.iter().zip(got).enumerate() {
+        ensure!(w.is_finite(), "{what}: reference value {i} is {w}");
+        ensure!(g.is_finite(), "{what}: element {i} is {g}, want {w}");
+        num += (w - g) * (w - g);
+        den += w * w;
+    }
+    ensure!(den > 0.0, "{what}: the reference is all zeros");
+    Ok(num.sqrt() / den.sqrt())
+}
+
+fn bert_gelu_timing(ctx: &Ctx) -> Result<()> {
+    // BERT-base b128 s128: the FFN's GELU over [128, 128, 3072] fp16 (the bias rides the GEMM).
+    let shape = [128usize, 128, 3072];
+    let n: usize = shape.iter().product();
+    let g = graph(|b| {
+        let x = b.input("x", DataType::F32, &dims(&shape));
+        vec![gelu(b, &x)]
+    })?;
+    // The expression the rewrite makes of it at fp16.
+    let config = BuildConfig {
+        precision: Precision::Fp16,
+        kernel_cache_dir: None,
+        ..BuildConfig::default()
+    };
+    let (_, programs) = prepare_programs(&g, &config, Fingerprint::default())?;
+    let exprs: Vec<String> = programs[0]
+        .1
+        .steps
+        .iter()
+        .filter_map(|s| match &s.kind {
+            StepKind::Node(n) if n.op_type == OP => n.attr_string(EXPR_ATTR).ok().flatten(),
+            _ => None,
+        })
+        .collect();
+    let [expr] = exprs.as_slice() else {
+        anyhow::bail!("{} fused steps in the fp16 GELU, want 1", exprs.len());
+    };
+    println!("    expression: {expr}");
+    let lib = KernelLibrary::new(&ctx.device)?.with_cache_dir(None);
+    let stream = kiln_cuda::Stream::new(&ctx.device)?;
+    let alloc = kiln_cuda::DeviceAllocator::new(&ctx.device);
+    // Inputs: f16 values (the reference reads the same values as f32).
+    let xs: Vec<f32> = uniform(ctx, n, -4.0, 4.0)
+        .into_iter()
+        .map(|v| half::f16::from_f32(v).to_f32())
+        .collect();
+    let bytes: Vec<u8> = xs
+        .iter()
+        .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+        .collect();
+    let mut xb = alloc.alloc(bytes.len(), &stream)?;
+    kiln_cuda::copy::htod(&stream, &bytes, &mut xb)?;
+    let mut yb = alloc.alloc(bytes.len(), &stream)?;
+    ensure!(
+        xb.device_ptr() % 16 == 0 && yb.device_ptr() % 16 == 0,
+        "unaligned buffers: the vector path would not be timed"
+    );
+    // kiln-reference over the first four sequences.
+    let part = 4 * 128 * 3072;
+    let small = graph(|b| {
+        let x = b.input("x", DataType::F32, &dims(&[4, 128, 3072]));
+        vec![gelu(b, &x)]
+    })?;
+    let t = Tensor::from_vec("x", vec![4, 128, 3072], xs[..part].to_vec())?;
+    let want = Interpreter::new(small)?
+        .run(HashMap::from([("x".to_string(), Value::from_tensor(&t)?)]))?;
+    let want = want.get("y").context("reference output y")?.to_f64_vec();
+    let operands = [Operand {
+        ptr: DevicePtr(xb.device_ptr()),
+        shape: &shape,
+        dtype: DataType::F16,
+    }];
+    let y = DevicePtr(yb.device_ptr());
+    let mut outputs = Vec::new();
+    let moved = (2 * n * 2) as f64;
+    for variant in [Variant::Baseline, Variant::Fast] {
+        let go = || {
+            fused::launch_for(
+                &lib,
+                &stream,
+                expr,
+                &operands,
+                y,
+                DataType::F16,
+                &shape,
+                variant,
+            )
+        };
+        kiln_cuda::copy::htod(&stream, &vec![0xffu8; bytes.len()], &mut yb)?;
+        go()?;
+        stream.synchronize()?;
+        let mut out = vec![0u8; bytes.len()];
+        kiln_cuda::copy::dtoh(&stream, &yb, &mut out)?;
+        let got: Vec<f64> = out
+            .chunks_exact(2)
+            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f64())
+            .collect();
+        if let Some(i) = got.iter().position(|v| !v.is_finite()) {
+            anyhow::bail!("{variant:?}: element {i} is {}", got[i]);
+        }
+        let rel = rel_l2_f64(&format!("{variant:?}"), &want, &got[..part])?;
+        ensure!(
+            rel <= 1e-2,
+            "{variant:?}: rel-L2 {rel:.3e} against kiln-reference > 1e-2"
+        );
+        // Timing: 5 launches of warm-up, then 30 launches each between two events.
+        for _ in 0..5 {
+            go()?;
+        }
+        let mut times = Vec::new();
+        for _ in 0..30 {
+            let (start, end) = (
+                kiln_cuda::Event::new(&ctx.device, true)?,
+                kiln_cuda::Event::new(&ctx.device, true)?,
+            );
+            start.record(&stream)?;
+            go()?;
+            end.record(&stream)?;
+            end.synchronize()?;
+            times.push(f64::from(start.elapsed_ms(&end)?) * 1e3);
+        }
+        times.sort_by(f64::total_cmp);
+        let median = times[times.len() / 2];
+        println!(
+            "    {variant:?}: rel-L2 {rel:.2e} vs kiln-reference; median {median:.1} us \
+             (min {:.1}, max {:.1}) over 30 launches, {:.0} GB/s ({} MB moved)",
+            times[0],
+            times[times.len() - 1],
+            moved / median / 1e3,
+            moved / 1e6
+        );
+        outputs.push(got);
+    }
+    let rel = rel_l2_f64("fast vs baseline", &outputs[0], &outputs[1])?;
+    let differ = outputs[0]
+        .iter()
+        .zip(&outputs[1])
+        .filter(|(a, b)| a != b)
+        .count();
+    println!("    fast vs baseline: rel-L2 {rel:.2e}, {differ} of {n} values differ");
+    ensure!(rel <= 1e-3, "fast vs baseline: rel-L2 {rel:.3e} > 1e-3");
+    Ok(())
 }

@@ -28,6 +28,12 @@
 //!   contiguous in every operand merged), offsets by the prelude's unrolled index math. When
 //!   the innermost axis is a multiple of `V` and every input reads it contiguously or not at
 //!   all (a bias over the last axis, an attention mask `[b, 1, 1, s]`), it too moves vectors.
+//!
+//! Two code paths ([`Variant`]): [`Variant::Fast`] (the default) packs and unpacks 16-bit
+//! words two at a time, runs the contiguous entry point on a grid of a few blocks per SM, and
+//! for all-f16/bf16 storage uses a cheaper erf and multiplies by the reciprocal of a literal
+//! divisor (see [`fast`]); `KILN_EW_FAST=0` selects [`Variant::Baseline`] (module names
+//! differ, so both can live in one process).
 
 use kiln_core::DataType;
 use kiln_cuda::Stream;
@@ -38,6 +44,10 @@ use super::layout::{BLOCK, Dims, broadcast_strides, collapse, grid_for, numel};
 use super::library::ModuleSpec;
 use super::prelude::{ctype, is_float, module_source, type_defs};
 use super::{DevicePtr, KernelLibrary, MAX_RANK, Result, invalid, unsupported};
+
+#[path = "fused_fast.rs"]
+pub mod fast;
+pub use fast::Variant;
 
 /// Most tensor inputs of one fused kernel (each brings a stride set of 64 bytes to the
 /// broadcast entry point's parameters).
@@ -227,45 +237,62 @@ impl Expr {
         Ok(Expr { tokens, inputs })
     }
 
-    /// The body of `__device__ float ew_eval(float x0, ..)`: one statement per op.
-    fn eval_body(&self) -> String {
+    /// The body of `__device__ float ew_eval(float x0, ..)`: one statement per op. With
+    /// `half_math` (every operand stored as f16/bf16, fast path) erf and division by a literal
+    /// take the cheaper forms of [`fast`].
+    fn eval_body(&self, half_math: bool) -> String {
         let f = |v: f32| format!("__uint_as_float(0x{:08x}u)", v.to_bits());
-        let mut stack: Vec<String> = Vec::new();
+        // Each entry: the C operand and, for a literal, its value.
+        let mut stack: Vec<(String, Option<f32>)> = Vec::new();
         let mut body = String::new();
         let mut ops = 0usize;
         for t in &self.tokens {
             match *t {
-                Token::Input(k) => stack.push(format!("x{k}")),
-                Token::Literal(v) => stack.push(f(v)),
-                Token::Temp(k) => stack.push(format!("t{k}")),
+                Token::Input(k) => stack.push((format!("x{k}"), None)),
+                Token::Literal(v) => stack.push((f(v), Some(v))),
+                Token::Temp(k) => stack.push((format!("t{k}"), None)),
                 Token::Unary(name, a, b) => {
-                    let x = stack.pop().unwrap_or_default();
-                    let formula = super::unary::float_formula(name).unwrap_or("x");
+                    let (x, _) = stack.pop().unwrap_or_default();
+                    let formula = half_math
+                        .then(|| fast::half_formula(name))
+                        .flatten()
+                        .or_else(|| super::unary::float_formula(name))
+                        .unwrap_or("x");
                     body.push_str(&format!(
                         "    float t{ops}; {{ const float x = {x}; const float a = {}; const float b = {}; \
                          (void)a; (void)b; t{ops} = ({formula}); }} // {name}\n",
                         f(a),
                         f(b)
                     ));
-                    stack.push(format!("t{ops}"));
+                    stack.push((format!("t{ops}"), None));
                     ops += 1;
                 }
                 Token::Binary(op) => {
-                    let y = stack.pop().unwrap_or_default();
-                    let x = stack.pop().unwrap_or_default();
-                    let formula = super::binary::float_formula(op).unwrap_or("x");
-                    body.push_str(&format!(
-                        "    float t{ops}; {{ const float x = {x}; const float y = {y}; t{ops} = ({formula}); }} // {}\n",
-                        op.name()
-                    ));
-                    stack.push(format!("t{ops}"));
+                    let (y, yv) = stack.pop().unwrap_or_default();
+                    let (x, _) = stack.pop().unwrap_or_default();
+                    let recip = yv
+                        .filter(|_| half_math && op == BinaryOp::Div)
+                        .and_then(fast::reciprocal);
+                    if let Some(r) = recip {
+                        body.push_str(&format!(
+                            "    const float t{ops} = {x} * {}; // div by a literal: times its reciprocal\n",
+                            f(r)
+                        ));
+                    } else {
+                        let formula = super::binary::float_formula(op).unwrap_or("x");
+                        body.push_str(&format!(
+                            "    float t{ops}; {{ const float x = {x}; const float y = {y}; t{ops} = ({formula}); }} // {}\n",
+                            op.name()
+                        ));
+                    }
+                    stack.push((format!("t{ops}"), None));
                     ops += 1;
                 }
             }
         }
         body.push_str(&format!(
             "    return {};\n",
-            stack.pop().unwrap_or_else(|| "0.f".into())
+            stack.pop().map_or_else(|| "0.f".into(), |(s, _)| s)
         ));
         body
     }
@@ -295,11 +322,24 @@ fn stable_hash(parts: &[&str]) -> u64 {
     h
 }
 
-/// The module name of `expr` over these storage types.
+/// The module name of `expr` over these storage types ([`Variant::from_env`]'s code).
 pub fn module_name(expr: &str, inputs: &[DataType], output: DataType) -> String {
+    module_name_for(expr, inputs, output, Variant::from_env())
+}
+
+/// The module name of `expr` over these storage types in `variant`'s code.
+pub fn module_name_for(
+    expr: &str,
+    inputs: &[DataType],
+    output: DataType,
+    variant: Variant,
+) -> String {
     let mut parts: Vec<String> = vec![expr.split_whitespace().collect::<Vec<_>>().join(" ")];
     parts.extend(inputs.iter().map(|d| format!("{d}")));
     parts.push(format!("->{output}"));
+    if variant == Variant::Fast {
+        parts.push("fast".into());
+    }
     let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
     format!("ew_{:016x}", stable_hash(&refs))
 }
@@ -325,9 +365,12 @@ fn vector_words(v: usize, size: usize) -> (&'static str, Vec<&'static str>) {
 
 /// `P_ldv(p, e, v)`: loads elements `e .. e + V` (e a multiple of V, p aligned) as f32, and
 /// `P_stv(p, e, v)`: stores them rounded to the storage type.
-fn vector_defs(p: &str, dtype: DataType, v: usize) -> String {
+fn vector_defs(p: &str, dtype: DataType, v: usize, variant: Variant) -> String {
     let size = dtype.size_in_bytes();
     let (vt, words) = vector_words(v, size);
+    if variant == Variant::Fast && size == 2 {
+        return fast::half_vector_defs(p, dtype == DataType::BF16, vt, &words);
+    }
     let mut ld = format!(
         "__device__ __forceinline__ void {p}_ldv(const {p}_s* p, long long e, float* v) {{\n    \
          const {vt} q = *reinterpret_cast<const {vt}*>(p + e);\n"
@@ -370,8 +413,18 @@ fn check_types(inputs: &[DataType], output: DataType) -> Result<()> {
     Ok(())
 }
 
-/// The module of `expr` reading inputs of storage types `inputs` and writing `output`.
-pub fn module(expr: &str, inputs: &[DataType], output: DataType) -> Result<ModuleSpec> {
+/// Whether the fast path's half-storage math applies: every input and the output are
+/// stored as f16/bf16.
+pub fn half_math(inputs: &[DataType], output: DataType, variant: Variant) -> bool {
+    variant == Variant::Fast
+        && inputs
+            .iter()
+            .chain(std::iter::once(&output))
+            .all(|d| matches!(d, DataType::F16 | DataType::BF16))
+}
+
+/// Parses `expr` and checks it against the storage types.
+fn checked(expr: &str, inputs: &[DataType], output: DataType) -> Result<Expr> {
     let e = Expr::parse(expr)?;
     if e.inputs != inputs.len() {
         return Err(invalid(
@@ -384,23 +437,53 @@ pub fn module(expr: &str, inputs: &[DataType], output: DataType) -> Result<Modul
         ));
     }
     check_types(inputs, output)?;
+    Ok(e)
+}
+
+/// The module of `expr` reading inputs of storage types `inputs` and writing `output`
+/// ([`Variant::from_env`]'s code).
+pub fn module(expr: &str, inputs: &[DataType], output: DataType) -> Result<ModuleSpec> {
+    module_for(expr, inputs, output, Variant::from_env())
+}
+
+/// The module of `expr` reading inputs of storage types `inputs` and writing `output` in
+/// `variant`'s code.
+pub fn module_for(
+    expr: &str,
+    inputs: &[DataType],
+    output: DataType,
+    variant: Variant,
+) -> Result<ModuleSpec> {
+    let e = checked(expr, inputs, output)?;
+    Ok(ModuleSpec {
+        name: module_name_for(expr, inputs, output, variant),
+        source: source(&e, inputs, output, variant)?,
+    })
+}
+
+/// The CUDA C of a checked expression.
+fn source(e: &Expr, inputs: &[DataType], output: DataType, variant: Variant) -> Result<String> {
     let v = vector_width(inputs, output);
+    let half_math = half_math(inputs, output, variant);
     let mut body = String::from(super::unary::FLOAT_HELPERS);
+    if half_math {
+        body.push_str(&fast::erf_fast_source());
+    }
     let ct = |d: DataType| ctype(d).ok_or_else(|| unsupported(OP, d));
     for (k, &d) in inputs.iter().enumerate() {
         let p = format!("I{k}");
         body.push_str(&type_defs(&p, ct(d)?));
-        body.push_str(&vector_defs(&p, d, v));
+        body.push_str(&vector_defs(&p, d, v, variant));
     }
     body.push_str(&type_defs("O", ct(output)?));
-    body.push_str(&vector_defs("O", output, v));
+    body.push_str(&vector_defs("O", output, v, variant));
     body.push_str(&format!("#define EW_V {v}\n"));
     let n = inputs.len();
     let xs: Vec<String> = (0..n).map(|k| format!("float x{k}")).collect();
     body.push_str(&format!(
         "__device__ __forceinline__ float ew_eval({}) {{\n{}}}\n",
         xs.join(", "),
-        e.eval_body()
+        e.eval_body(half_math)
     ));
     let ptrs: String = (0..n).map(|k| format!("const I{k}_s* p{k}, ")).collect();
     let lanes = |src: &str| -> String {
@@ -500,10 +583,7 @@ pub fn module(expr: &str, inputs: &[DataType], output: DataType) -> Result<Modul
         off_i = offset_code("i"),
         xargs = xargs.join(", "),
     ));
-    Ok(ModuleSpec {
-        name: module_name(expr, inputs, output),
-        source: module_source(&body),
-    })
+    Ok(module_source(&body))
 }
 
 /// How a launch reads its inputs.
@@ -576,7 +656,8 @@ pub fn geometry(shapes: &[&[usize]], out: &[usize], v: usize) -> Result<Geometry
     })
 }
 
-/// `y = expr(inputs..)` over the output shape `out_shape` of storage type `out_dtype`.
+/// `y = expr(inputs..)` over the output shape `out_shape` of storage type `out_dtype`
+/// ([`Variant::from_env`]'s code).
 pub fn launch(
     lib: &KernelLibrary,
     stream: &Stream,
@@ -586,8 +667,36 @@ pub fn launch(
     out_dtype: DataType,
     out_shape: &[usize],
 ) -> Result<()> {
+    let variant = Variant::from_env();
+    launch_for(lib, stream, expr, inputs, y, out_dtype, out_shape, variant)
+}
+
+/// Blocks of a launch over `units` vectors (or elements): one per 256 units, and on the fast
+/// path of the contiguous entry point at most [`fast::BLOCKS_PER_SM`] per SM.
+pub fn blocks(units: usize, contiguous: bool, variant: Variant, sm_count: u32) -> u32 {
+    let grid = grid_for(units);
+    if contiguous && variant == Variant::Fast {
+        grid.min(sm_count.max(1).saturating_mul(fast::BLOCKS_PER_SM))
+    } else {
+        grid
+    }
+}
+
+/// [`launch`] in `variant`'s code.
+#[allow(clippy::too_many_arguments)]
+pub fn launch_for(
+    lib: &KernelLibrary,
+    stream: &Stream,
+    expr: &str,
+    inputs: &[Operand<'_>],
+    y: DevicePtr,
+    out_dtype: DataType,
+    out_shape: &[usize],
+    variant: Variant,
+) -> Result<()> {
     let types: Vec<DataType> = inputs.iter().map(|o| o.dtype).collect();
-    let spec = module(expr, &types, out_dtype)?;
+    let e = checked(expr, &types, out_dtype)?;
+    let name = module_name_for(expr, &types, out_dtype, variant);
     let v = vector_width(&types, out_dtype);
     let shapes: Vec<&[usize]> = inputs.iter().map(|o| o.shape).collect();
     let geo = geometry(&shapes, out_shape, v)?;
@@ -635,12 +744,19 @@ pub fn launch(
     if n == 0 {
         return Ok(());
     }
-    let grid = grid_for(n.div_ceil(elems_per_thread));
-    tracing::trace!(module = %spec.name, func, n, elems_per_thread, "fused elementwise launch");
+    let grid = blocks(
+        n.div_ceil(elems_per_thread),
+        func == "ew_contig",
+        variant,
+        lib.device().info().sm_count,
+    );
+    tracing::trace!(module = %name, func, n, elems_per_thread, grid, "fused elementwise launch");
+    // The source is generated only when the module is not loaded yet (checked above, so it
+    // cannot fail here; an empty source would fail to compile with NVRTC's message).
     lib.launch(
         stream,
-        &spec.name,
-        || spec.source.clone(),
+        &name,
+        || source(&e, &types, out_dtype, variant).unwrap_or_default(),
         func,
         (grid, BLOCK, 0),
         &args,

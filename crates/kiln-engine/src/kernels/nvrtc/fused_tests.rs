@@ -55,7 +55,8 @@ fn tokens_round_trip() {
 
 #[test]
 fn generated_source() {
-    let m = module(GELU, &[DataType::F16], DataType::F16).unwrap();
+    let base = |e: &str, i: &[DataType], o: DataType| module_for(e, i, o, Variant::Baseline);
+    let m = base(GELU, &[DataType::F16], DataType::F16).unwrap();
     assert!(m.name.starts_with("ew_") && m.name.len() == 3 + 16);
     let s = &m.source;
     assert_eq!(s.matches('{').count(), s.matches('}').count());
@@ -71,19 +72,19 @@ fn generated_source() {
     assert!(s.contains("return t4;"));
     assert!(!s.contains("t5"));
     // Names depend on the expression and the types, not on anything else.
-    let same = module(GELU, &[DataType::F16], DataType::F16).unwrap();
+    let same = base(GELU, &[DataType::F16], DataType::F16).unwrap();
     assert_eq!(same, m);
-    let bf = module(GELU, &[DataType::BF16], DataType::BF16).unwrap();
+    let bf = base(GELU, &[DataType::BF16], DataType::BF16).unwrap();
     assert_ne!(bf.name, m.name);
     assert!(
         bf.source
             .contains("kiln_bf16_to_f32((unsigned short)(q.w >> 16))")
     );
-    let f = module(GELU, &[DataType::F32], DataType::F32).unwrap();
+    let f = base(GELU, &[DataType::F32], DataType::F32).unwrap();
     assert!(f.source.contains("#define EW_V 4"));
     assert!(f.source.contains("v[3] = __uint_as_float(q.w);"));
     // Mixed: an f32 input with an f16 output moves 4 elements (8 bytes of f16).
-    let mix = module(
+    let mix = base(
         "i0 i1 b:add",
         &[DataType::F32, DataType::F16],
         DataType::F16,
@@ -94,7 +95,10 @@ fn generated_source() {
     assert!(module(GELU, &[DataType::F16, DataType::F16], DataType::F16).is_err());
     assert!(module(GELU, &[DataType::I64], DataType::F32).is_err());
     assert!(module(GELU, &[DataType::F32], DataType::Bool).is_err());
-    assert_eq!(module_name(GELU, &[DataType::F16], DataType::F16), m.name);
+    assert_eq!(
+        module_name_for(GELU, &[DataType::F16], DataType::F16, Variant::Baseline),
+        m.name
+    );
     assert_ne!(
         module_name(GELU, &[DataType::F16], DataType::F32),
         module_name(GELU, &[DataType::F32], DataType::F16)
@@ -191,4 +195,245 @@ fn vector_widths() {
         4
     );
     assert_eq!(vector_width(&[], DataType::F16), 8);
+}
+
+#[test]
+fn variant_from_env_value() {
+    assert_eq!(Variant::parse(None), Variant::Fast);
+    assert_eq!(Variant::parse(Some("1")), Variant::Fast);
+    assert_eq!(Variant::parse(Some("0")), Variant::Baseline);
+    assert_eq!(Variant::parse(Some(" 0 ")), Variant::Baseline);
+    assert_eq!(
+        module_name(GELU, &[DataType::F16], DataType::F16),
+        module_name_for(GELU, &[DataType::F16], DataType::F16, Variant::from_env())
+    );
+}
+
+#[test]
+fn fast_source_for_half_storage() {
+    let fast = module_for(GELU, &[DataType::F16], DataType::F16, Variant::Fast).unwrap();
+    let base = module_for(GELU, &[DataType::F16], DataType::F16, Variant::Baseline).unwrap();
+    assert_ne!(fast.name, base.name);
+    let s = &fast.source;
+    assert_eq!(s.matches('{').count(), s.matches('}').count());
+    assert_eq!(s.matches('(').count(), s.matches(')').count());
+    // erf: the rational approximation, no libdevice erff; the division by sqrt 2 (0x3fb504f3)
+    // is a multiplication by 1/sqrt 2 rounded to f32 (0x3f3504f3).
+    assert!(s.contains("__device__ __forceinline__ float kiln_erf_fast(float x)"));
+    assert!(s.contains("t1 = (kiln_erf_fast(x))"));
+    assert!(!s.contains("erff("));
+    assert!(s.contains("const float t0 = x0 * __uint_as_float(0x3f3504f3u);"));
+    assert_eq!(1.0 / std::f32::consts::SQRT_2, f32::from_bits(0x3f35_04f3));
+    // Words unpacked and packed two at a time (sm_80+), the old packing otherwise.
+    assert!(s.contains("mov.b32 {lo, hi}, %2; cvt.f32.f16 %0, lo; cvt.f32.f16 %1, hi;"));
+    assert!(s.contains(
+        "asm(\"cvt.rn.f16x2.f32 %0, %1, %2;\" : \"=r\"(q.w) : \"f\"(v[7]), \"f\"(v[6]));"
+    ));
+    assert_eq!(s.matches("#if __CUDA_ARCH__ >= 800").count(), 8);
+    let bf = module_for(GELU, &[DataType::BF16], DataType::BF16, Variant::Fast).unwrap();
+    assert!(
+        bf.source
+            .contains("v[7] = __uint_as_float(q.w & 0xffff0000u);")
+    );
+    assert!(bf.source.contains("cvt.rn.bf16x2.f32"));
+    assert!(bf.source.contains("kiln_erf_fast(x)"));
+    // Gelu as one op: its erf and its division change the same way.
+    let g = module_for(
+        &format!("i0 {}", unary_token("gelu", 0.0, 0.0)),
+        &[DataType::F16],
+        DataType::F16,
+        Variant::Fast,
+    )
+    .unwrap();
+    assert!(
+        g.source
+            .contains("0.5f * x * (1.f + kiln_erf_fast(x * __uint_as_float(0x3f3504f3u)))")
+    );
+    // Division by a non-literal, or by a literal whose reciprocal is not a normal f32, stays.
+    for e in [
+        "i0 i1 b:div",
+        "i0 c00000000 b:div",
+        "i0 c7f7fffff b:div",
+        "c3f800000 i0 b:div",
+    ] {
+        let n = Expr::parse(e).unwrap().inputs;
+        let m = module_for(e, &vec![DataType::F16; n], DataType::F16, Variant::Fast).unwrap();
+        assert!(m.source.contains("t0 = (x / y);"), "{e}");
+    }
+}
+
+#[test]
+fn fast_math_only_for_half_storage() {
+    // f32 anywhere keeps erff and IEEE division (only the packing and the grid change).
+    for (ins, out) in [
+        (vec![DataType::F32], DataType::F32),
+        (vec![DataType::F16], DataType::F32),
+        (vec![DataType::F32], DataType::F16),
+    ] {
+        assert!(!half_math(&ins, out, Variant::Fast));
+        let m = module_for(GELU, &ins, out, Variant::Fast).unwrap();
+        assert!(m.source.contains("erff(x)"), "{ins:?} -> {out}");
+        assert!(m.source.contains("t0 = (x / y);"));
+        assert!(!m.source.contains("kiln_erf_fast"));
+    }
+    assert!(half_math(
+        &[DataType::BF16, DataType::F16],
+        DataType::F16,
+        Variant::Fast
+    ));
+    assert!(!half_math(
+        &[DataType::F16],
+        DataType::F16,
+        Variant::Baseline
+    ));
+    let f = module_for(GELU, &[DataType::F32], DataType::F32, Variant::Fast).unwrap();
+    let b = module_for(GELU, &[DataType::F32], DataType::F32, Variant::Baseline).unwrap();
+    assert_eq!(f.source, b.source);
+    assert_ne!(f.name, b.name);
+}
+
+#[test]
+fn fast_grid() {
+    // BERT-base GELU: 128 * 128 * 3072 halves = 6291456 vectors of 8.
+    let units = 128 * 128 * 3072 / 8;
+    assert_eq!(blocks(units, true, Variant::Baseline, 132), 24576);
+    assert_eq!(
+        blocks(units, true, Variant::Fast, 132),
+        132 * fast::BLOCKS_PER_SM
+    );
+    assert_eq!(blocks(units, false, Variant::Fast, 132), 24576);
+    assert_eq!(blocks(1000, true, Variant::Fast, 132), 4);
+    assert_eq!(blocks(0, true, Variant::Fast, 0), 1);
+}
+
+/// erf in f64 by the everywhere-convergent series of positive terms
+/// `erf(x) = 2/sqrt(pi) e^(-x^2) sum_n 2^n x^(2n+1) / (1 * 3 * .. * (2n+1))` (no
+/// cancellation: about 1e-15 relative for |x| <= 6).
+fn erf_f64(x: f64) -> f64 {
+    let a = x.abs();
+    if a > 6.0 {
+        // 1 - erf(6) = 2e-17: erf rounds to +-1 in f64.
+        return 1f64.copysign(x);
+    }
+    let (mut term, mut sum, mut n) = (a, a, 0.0f64);
+    while term > sum * 1e-18 {
+        n += 1.0;
+        term *= 2.0 * a * a / (2.0 * n + 1.0);
+        sum += term;
+    }
+    (std::f64::consts::FRAC_2_SQRT_PI * (-a * a).exp() * sum).copysign(x)
+}
+
+#[test]
+fn erf_f64_reference_values() {
+    // Values of erf to 16 digits (A&S table 7.1 and its complement for the large ones).
+    for (x, want) in [
+        (0.1, 0.1124629160182849),
+        (0.5, 0.5204998778130465),
+        (1.0, 0.8427007929497149),
+        (2.0, 0.9953222650189527),
+        (3.0, 0.9999779095030014),
+        (-1.5, -0.9661051464753108),
+    ] {
+        let got = erf_f64(x);
+        assert!((got - want).abs() <= 2e-15, "erf({x}) = {got}, want {want}");
+    }
+}
+
+#[test]
+fn erf_fast_error_on_a_dense_grid() {
+    use fast::{ERF_FAST_CLAMP, ERF_FAST_HOST_MAX_REL, ERF_FAST_MAX_REL, erf_fast};
+    assert!(ERF_FAST_HOST_MAX_REL + 2.0 * f64::from(f32::EPSILON) <= ERF_FAST_MAX_REL);
+    let mut worst = (0.0f64, 0.0f32);
+    let mut check = |x: f32| {
+        let want = erf_f64(f64::from(x));
+        let got = erf_fast(x);
+        assert_eq!(erf_fast(-x).to_bits(), (-got).to_bits(), "odd at {x}");
+        let rel = (f64::from(got) - want).abs() / want.abs();
+        if rel > worst.0 {
+            worst = (rel, x);
+        }
+    };
+    // Every 128th f32 in [2^-20, 6] (about 1.3 million points, every binade) and a uniform
+    // grid; below 2^-20 erf(x) is 2x/sqrt(pi) to 1e-13 and the approximation t * P(0).
+    let mut bits = (2.0f32).powi(-20).to_bits();
+    while f32::from_bits(bits) <= 6.0 {
+        check(f32::from_bits(bits));
+        bits += 128;
+    }
+    for i in 1..=400_000 {
+        check(i as f32 * (ERF_FAST_CLAMP + 0.5) / 400_000.0);
+    }
+    for x in [
+        1e-30f32, 1e-20, 1e-10, 1e-7, 3.9999998, 4.0, 4.0000005, 100.0, 3e38,
+    ] {
+        check(x);
+    }
+    assert!(
+        worst.0 <= ERF_FAST_HOST_MAX_REL,
+        "erf_fast relative error {:.3e} at {} > {ERF_FAST_HOST_MAX_REL:.1e}",
+        worst.0,
+        worst.1
+    );
+    println!(
+        "erf_fast: worst relative error {:.3e} at {}",
+        worst.0, worst.1
+    );
+    assert!(worst.0 > 1e-8, "the grid missed the approximation's error");
+    assert!((f64::from(erf_fast(f32::INFINITY)) - 1.0).abs() <= ERF_FAST_HOST_MAX_REL);
+    assert!((f64::from(erf_fast(f32::NEG_INFINITY)) + 1.0).abs() <= ERF_FAST_HOST_MAX_REL);
+    assert!(erf_fast(f32::NAN).is_nan());
+    assert_eq!(erf_fast(ERF_FAST_CLAMP.next_up()), 1.0);
+    assert_eq!(erf_fast(-1e30), -1.0);
+    assert_eq!(erf_fast(0.0), 0.0);
+}
+
+#[test]
+fn fast_gelu_on_every_half_value() {
+    // GELU as the half-storage fast path computes it (x * rcp(sqrt 2), erf_fast, + 1, * x,
+    // * 0.5, rounded to f16/bf16 once) against the exact GELU rounded the same way: within one
+    // unit of the storage's last place, plus the erf error times 0.5 |x| (relative to a GELU
+    // value near 0 for x << 0, where 1 + erf cancels, the same as in f32 arithmetic).
+    use half::{bf16, f16};
+    let rcp = fast::reciprocal(std::f32::consts::SQRT_2).unwrap();
+    let fast_gelu = |x: f32| x * (1.0 + fast::erf_fast(x * rcp)) * 0.5;
+    let exact = |x: f64| 0.5 * x * (1.0 + erf_f64(x / std::f64::consts::SQRT_2));
+    for b in 0..=u16::MAX {
+        for (x, got, ulp) in [
+            {
+                let h = f16::from_bits(b);
+                let x = h.to_f32();
+                let got = f16::from_f32(fast_gelu(x));
+                let w = f16::from_f64(exact(f64::from(x)));
+                let next = f16::from_bits(w.to_bits().wrapping_add(1)).to_f64() - w.to_f64();
+                (
+                    x,
+                    got.to_f64(),
+                    next.abs().max(f64::from(f16::MIN_POSITIVE_SUBNORMAL)),
+                )
+            },
+            {
+                let h = bf16::from_bits(b);
+                let x = h.to_f32();
+                let got = bf16::from_f32(fast_gelu(x));
+                let w = bf16::from_f64(exact(f64::from(x)));
+                let next = bf16::from_bits(w.to_bits().wrapping_add(1)).to_f64() - w.to_f64();
+                (x, got.to_f64(), next.abs().max(1e-40))
+            },
+        ] {
+            if !x.is_finite() {
+                assert!(got.is_nan() || x.is_infinite(), "gelu({x}) = {got}");
+                continue;
+            }
+            let want = exact(f64::from(x));
+            if x.abs() > 60000.0 && !got.is_finite() {
+                continue;
+            }
+            let bound = ulp + 0.5 * f64::from(x.abs()) * 1e-6;
+            assert!(
+                (got - want).abs() <= bound,
+                "gelu({x}) = {got}, want {want} (bound {bound:.3e})"
+            );
+        }
+    }
 }
