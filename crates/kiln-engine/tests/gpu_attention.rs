@@ -1,9 +1,10 @@
 //! GPU tests of the fused attention (`harness = false`; see kiln_cuda::gpu_test):
 //!
-//! - `kernel_simt` / `kernel_mma`: the two kernels of `kernels::nvrtc::attention` called
-//!   directly, against an f64 reference computed on the host from the same (rounded) inputs:
-//!   f32/f16/bf16 (stage 2: f16/bf16), D ∈ {8, 24, 32, 64, 128}, Sq, Sk ∈ {1, 7, 64, 128,
-//!   200} and unequal pairs, BERT's strided layouts ([B, S, H, D] read as [B, H, S, D]) and
+//! - `kernel_simt` / `kernel_mma`: the kernels of `kernels::nvrtc::attention` called
+//!   directly (`kernel_mma`: both tensor-core stages, `Stage::Mma` and `Stage::MmaPipelined`,
+//!   on the same cases), against an f64 reference computed on the host from the same
+//!   (rounded) inputs: f32/f16/bf16 (stages 2 and 3: f16/bf16), D ∈ {8, 24, 32, 64, 128},
+//!   Sq, Sk ∈ {1, 7, 64, 128, 200} and unequal pairs, BERT's strided layouts ([B, S, H, D] read as [B, H, S, D]) and
 //!   contiguous ones, masks [B,1,1,Sk], [B,1,Sq,Sk], [1,1,Sq,Sk], [B,H,Sq,Sk] and none;
 //!   outputs poisoned with NaN bytes before each launch. rel-L2 ≤ 1e-5 (f32), 1e-2 (f16/bf16).
 //! - `engine_bert_pattern`: BERT's legacy-export attention block (Reshape → Transpose, Q Kᵀ,
@@ -11,11 +12,11 @@
 //!   to fuse into one Attention node) and with `Fusions::none()`, B=2, H=3, D ∈ {32, 64},
 //!   Sq = Sk ∈ {1, 7, 64, 128, 200}, mask [B,1,1,Sk] or none, fp32/fp16/bf16 engines; both
 //!   against kiln-reference, outputs bound as device buffers poisoned before each run. The
-//!   engine picks stage 2 where it applies; run again with `KILN_ATTENTION_STAGE=1` to put
-//!   the engine on stage 1.
+//!   engine picks stage 3 where it applies; run again with `KILN_ATTENTION_STAGE=1` (or
+//!   `2`) to put the engine on stage 1 (or 2).
 //! - `bert_base_timing`: B=128, H=12, S=128, D=64 fp16 with a [B,1,1,S] mask in BERT's
-//!   layout: both stages timed (CUDA events, 20 launches after a warm-up) and compared with
-//!   each other; prints ms per layer and per 12 layers.
+//!   layout: every stage timed (CUDA events, 20 launches after a warm-up) and compared with
+//!   stage 1; prints ms per layer and per 12 layers.
 //!
 //! Run: `KILN_GPU_REQUIRED=1 cargo test -p kiln-engine --release --test gpu_attention`.
 
@@ -385,7 +386,10 @@ fn kernel_mma(ctx: &Ctx) -> Result<()> {
         println!("    stage 2 needs sm_80+: not run on this device");
         return Ok(());
     }
-    kernel_cases(ctx, Stage::Mma, &[DataType::F16, DataType::BF16])
+    for stage in [Stage::Mma, Stage::MmaPipelined] {
+        kernel_cases(ctx, stage, &[DataType::F16, DataType::BF16])?;
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -596,7 +600,7 @@ fn bert_base_timing(ctx: &Ctx) -> Result<()> {
     let bytes = p.out_len * dtype.size_in_bytes();
     let mut results = Vec::new();
     let stages: &[Stage] = if ctx.mma_capable() {
-        &[Stage::Simt, Stage::Mma]
+        &[Stage::Simt, Stage::Mma, Stage::MmaPipelined]
     } else {
         &[Stage::Simt]
     };
@@ -646,19 +650,20 @@ fn bert_base_timing(ctx: &Ctx) -> Result<()> {
     for r in &results {
         ensure!(r.iter().all(|x| x.is_finite()), "non-finite output");
     }
-    if results.len() == 2 {
-        let err = rel_l2("stage 2 vs stage 1", &results[0], &results[1])?;
-        ensure!(
-            err <= 1e-2,
-            "stage 2 vs stage 1 at BERT-base shapes: rel-L2 {err:.3e}"
-        );
-        println!("    stage 2 vs stage 1: rel-L2 {err:.2e}");
+    for (stage, r) in stages.iter().zip(&results).skip(1) {
+        let what = format!("{stage:?} vs Simt");
+        let err = rel_l2(&what, &results[0], r)?;
+        ensure!(err <= 1e-2, "{what} at BERT-base shapes: rel-L2 {err:.3e}");
+        println!("    {what}: rel-L2 {err:.2e}");
     }
     // The f64 reference at these shapes with B = 2 (the full batch is slow on the host).
     let small = problem(ctx, dtype, (2, 12, 128, 128, 64), true, Some([0, 1, 1, 0]))?;
     let want = expected(&small);
-    let got = launch(ctx, &small, *stages.last().context("stage")?)?;
-    let err = rel_l2("B=2 slice of the BERT-base shapes", &want, &got)?;
-    ensure!(err <= 1e-2, "BERT-base shapes (B=2): rel-L2 {err:.3e}");
+    for &stage in stages {
+        let got = launch(ctx, &small, stage)?;
+        let what = format!("B=2 slice of the BERT-base shapes, {stage:?}");
+        let err = rel_l2(&what, &want, &got)?;
+        ensure!(err <= 1e-2, "{what}: rel-L2 {err:.3e}");
+    }
     Ok(())
 }

@@ -11,7 +11,7 @@
 //! element type and the head size `D` only (a module per `D`); B, H, S and the strides are
 //! kernel parameters.
 //!
-//! Two kernels, both selectable ([`Stage`]):
+//! Three kernels, each selectable ([`Stage`]):
 //! - `kiln_attention_simt` (stage 1): CUDA cores, f32/f16/bf16, any strides. 4 warps, 16
 //!   query rows per CTA (4 per warp), tiles of 32 keys held in shared memory as f32; lane j
 //!   scores key j, lanes own output columns `lane + 32t`. The reference for stage 2 and the
@@ -24,6 +24,10 @@
 //!   scores (f32 accumulators of S = Q Kᵀ) become the A operand of P V in registers, rounded
 //!   to the storage type; the softmax sum adds the rounded values, so the weights used are
 //!   exactly normalised.
+//! - `kiln_attention_mma_pipe` (stage 3, same requirements as stage 2; [`pipe`]): up to 128
+//!   query rows per CTA (8 warps), K/V double-buffered with every load issued before it is
+//!   waited for, Q fragments straight from global memory, `ldmatrix` for the K and V
+//!   fragments, a row-constant mask staged per key tile, row sums on the tensor cores.
 //!
 //! mma.m16n8k16 fragment layouts (PTX ISA, "Matrix Fragments for mma.m16n8k16 with floating
 //! point type"); `g = lane >> 2` (groupID), `t = lane & 3` (threadID_in_group); each 32-bit
@@ -51,6 +55,8 @@ use super::library::ModuleSpec;
 use super::prelude::{ctype, module_source, type_defs};
 use super::{KernelLibrary, Result, invalid, unsupported};
 
+mod pipe;
+
 const OP: &str = "attention";
 
 /// Largest head size the kernels take.
@@ -61,8 +67,19 @@ pub const MAX_HEAD_DIM: usize = 128;
 pub enum Stage {
     /// CUDA cores (any float type, any strides).
     Simt,
-    /// Tensor cores (f16/bf16, sm_80+, D contiguous, 16-byte aligned rows).
+    /// Tensor cores (f16/bf16, sm_80+, D contiguous, 16-byte aligned rows), 64 query rows
+    /// per CTA, one K/V tile in flight (stage 2).
     Mma,
+    /// Tensor cores, same requirements as `Mma`: up to 128 query rows per CTA, K/V
+    /// double-buffered, ldmatrix fragments (stage 3).
+    MmaPipelined,
+}
+
+impl Stage {
+    /// Whether the stage runs on tensor cores (f16/bf16, sm_80+, [`mma_fits`]).
+    pub fn is_mma(self) -> bool {
+        matches!(self, Stage::Mma | Stage::MmaPipelined)
+    }
 }
 
 /// One operand as the node stores it: its dims and which of its axes holds each logical
@@ -194,7 +211,7 @@ fn module_name(dtype: DataType, d: usize) -> Result<String> {
 }
 
 /// The module of element type `dtype` and head size `d`: the CUDA-core kernel, and for
-/// f16/bf16 the tensor-core kernel (compiled to an empty body below sm_80).
+/// f16/bf16 the two tensor-core kernels (compiled to empty bodies below sm_80).
 pub fn module(dtype: DataType, d: usize) -> Result<ModuleSpec> {
     let name = module_name(dtype, d)?;
     let t = ctype(dtype).ok_or_else(|| unsupported(OP, dtype))?;
@@ -218,6 +235,7 @@ pub fn module(dtype: DataType, d: usize) -> Result<ModuleSpec> {
             "#define KAB \"{ab}\"\n#define KTOH {to}\n#define KFROMH {from}\n"
         ));
         body.push_str(MMA);
+        body.push_str(pipe::PIPE);
     }
     Ok(ModuleSpec {
         name,
@@ -244,16 +262,30 @@ impl Pointers {
     }
 }
 
-/// Queries per CTA of each kernel.
-pub fn rows_per_cta(stage: Stage) -> usize {
+/// Queries per CTA and threads per CTA of each kernel for `sq` queries (stage 3: 8 warps of
+/// 16 rows, 4 when `sq` ≤ 64).
+pub fn launch_shape(stage: Stage, sq: usize) -> (usize, u32) {
     match stage {
-        Stage::Simt => 16,
-        Stage::Mma => 64,
+        Stage::Simt => (16, 128),
+        Stage::Mma => (64, 128),
+        Stage::MmaPipelined if sq <= 64 => (64, 128),
+        Stage::MmaPipelined => (128, 256),
     }
 }
 
-/// Queues the attention. `Stage::Mma` fails unless [`mma_fits`] holds and the addresses are
-/// 16-byte aligned (the caller picks the stage; the device must be sm_80 or newer).
+/// The mask argument of stage 3: 0 none, 1 the same for every query row (staged per key
+/// tile in shared memory), 2 per element.
+pub fn mask_mode(mask: Option<&[i64; 4]>) -> i32 {
+    match mask {
+        None => 0,
+        Some(s) if s[2] == 0 => 1,
+        Some(_) => 2,
+    }
+}
+
+/// Queues the attention. The tensor-core stages fail unless [`mma_fits`] holds and the
+/// addresses are 16-byte aligned (the caller picks the stage; the device must be sm_80 or
+/// newer).
 pub fn attention(
     lib: &KernelLibrary,
     stream: &Stream,
@@ -266,7 +298,7 @@ pub fn attention(
     if g.mask.is_some() != p.mask.is_some() {
         return Err(invalid(OP, "mask strides and mask address disagree"));
     }
-    if stage == Stage::Mma && !(mma_fits(dtype, g) && p.aligned16()) {
+    if stage.is_mma() && !(mma_fits(dtype, g) && p.aligned16()) {
         return Err(invalid(
             OP,
             format!(
@@ -287,7 +319,8 @@ pub fn attention(
         ));
     }
     let name = module_name(dtype, g.d)?;
-    let qtiles = g.sq.div_ceil(rows_per_cta(stage));
+    let (rows, threads) = launch_shape(stage, g.sq);
+    let qtiles = g.sq.div_ceil(rows);
     let grid = g
         .batch
         .checked_mul(g.heads)
@@ -312,18 +345,23 @@ pub fn attention(
         Arg::Dims(dims(&g.mask.unwrap_or([0; 4]))?),
         Arg::Dims(dims(&g.o)?),
         Arg::F32(scale),
-        Arg::I32(i32::from(g.mask.is_some())),
+        // Stages 1 and 2 take a has-mask flag, stage 3 the mask mode.
+        Arg::I32(match stage {
+            Stage::MmaPipelined => mask_mode(g.mask.as_ref()),
+            _ => i32::from(g.mask.is_some()),
+        }),
     ];
     let func = match stage {
         Stage::Simt => "kiln_attention_simt",
         Stage::Mma => "kiln_attention_mma",
+        Stage::MmaPipelined => "kiln_attention_mma_pipe",
     };
     lib.launch(
         stream,
         &name,
         || module(dtype, g.d).map(|m| m.source).unwrap_or_default(),
         func,
-        (grid as u32, 128, 0),
+        (grid as u32, threads, 0),
         &args,
     )
 }
@@ -756,6 +794,23 @@ mod tests {
     }
 
     #[test]
+    fn stage3_launch_and_mask_mode() {
+        assert_eq!(launch_shape(Stage::MmaPipelined, 128), (128, 256));
+        assert_eq!(launch_shape(Stage::MmaPipelined, 65), (128, 256));
+        assert_eq!(launch_shape(Stage::MmaPipelined, 64), (64, 128));
+        assert_eq!(launch_shape(Stage::MmaPipelined, 1), (64, 128));
+        assert_eq!(launch_shape(Stage::Mma, 128), (64, 128));
+        assert_eq!(launch_shape(Stage::Simt, 128), (16, 128));
+        assert!(Stage::Mma.is_mma() && Stage::MmaPipelined.is_mma() && !Stage::Simt.is_mma());
+        // BERT's [B, 1, 1, S] mask is row-constant (staged); [B, 1, S, S] is per element.
+        assert_eq!(mask_mode(None), 0);
+        assert_eq!(mask_mode(Some(&[7, 0, 0, 1])), 1);
+        assert_eq!(mask_mode(Some(&[0, 0, 0, 0])), 1);
+        assert_eq!(mask_mode(Some(&[49, 0, 7, 1])), 2);
+        assert_eq!(mask_mode(Some(&[0, 0, 1, 0])), 2);
+    }
+
+    #[test]
     fn modules_per_type_and_head_size() {
         for (dt, mma) in [
             (DataType::F32, false),
@@ -765,7 +820,8 @@ mod tests {
             for d in [8usize, 24, 64, 128] {
                 let m = module(dt, d).unwrap();
                 assert!(m.name.ends_with(&format!("_d{d}")), "{}", m.name);
-                assert_eq!(m.source.contains("kiln_attention_mma"), mma);
+                assert_eq!(m.source.contains("kiln_attention_mma("), mma);
+                assert_eq!(m.source.contains("kiln_attention_mma_pipe("), mma);
                 assert!(m.source.contains("kiln_attention_simt"));
                 assert!(
                     m.source

@@ -1,8 +1,10 @@
 //! Launch of the fused attention (`builder::rewrite::attention`): the node's permutations and
-//! the step's tensor dims give the kernel's strides; the tensor-core kernel (stage 2) runs
-//! when it takes the call (f16/bf16, sm_80+, D contiguous, 16-byte aligned addresses),
-//! otherwise the CUDA-core kernel (stage 1). `KILN_ATTENTION_STAGE=1` in the environment
-//! (read once per process) forces stage 1, to compare the two.
+//! the step's tensor dims give the kernel's strides; the pipelined tensor-core kernel (stage
+//! 3) runs when it takes the call (f16/bf16, sm_80+, D contiguous, 16-byte aligned
+//! addresses), otherwise the CUDA-core kernel (stage 1). `KILN_ATTENTION_STAGE` in the
+//! environment (read once per process) picks another kernel to compare: `1` stage 1, `2` the
+//! first tensor-core kernel, `3` stage 3 (the default); a tensor-core stage that does not
+//! take the call falls back to stage 1.
 
 use std::sync::OnceLock;
 
@@ -19,24 +21,44 @@ use crate::error::Result;
 use crate::kernels::nvrtc::attention::{self as kernel, Geometry, Operand, Pointers, Stage};
 use crate::kernels::nvrtc::library::ModuleSpec;
 
-/// The environment variable that forces the CUDA-core kernel when set to `1`.
+/// The environment variable that picks the kernel: `1`, `2` or `3` (see the module doc).
 pub const STAGE_ENV: &str = "KILN_ATTENTION_STAGE";
 
-fn forced_simt() -> bool {
-    static FORCED: OnceLock<bool> = OnceLock::new();
-    *FORCED.get_or_init(|| std::env::var(STAGE_ENV).is_ok_and(|v| v.trim() == "1"))
+/// The stage a `KILN_ATTENTION_STAGE` value asks for (`None`: unset or not 1-3, the default).
+pub fn parse_stage(value: Option<&str>) -> Option<Stage> {
+    match value.map(str::trim) {
+        Some("1") => Some(Stage::Simt),
+        Some("2") => Some(Stage::Mma),
+        Some("3") => Some(Stage::MmaPipelined),
+        _ => None,
+    }
 }
 
-/// The kernel for a call: stage 2 when the device, type, strides and addresses allow it.
+fn forced_stage() -> Option<Stage> {
+    static FORCED: OnceLock<Option<Stage>> = OnceLock::new();
+    *FORCED.get_or_init(|| {
+        let v = std::env::var(STAGE_ENV).ok();
+        let s = parse_stage(v.as_deref());
+        if v.is_some() {
+            tracing::info!("{STAGE_ENV}={v:?}: attention stage {s:?}");
+        }
+        s
+    })
+}
+
+/// The kernel for a call: `forced` (default stage 3) when it is the CUDA-core kernel or the
+/// device, type, strides and addresses allow the tensor cores, else stage 1.
 pub fn choose_stage(
     compute_capability: (u32, u32),
     dtype: DataType,
     g: &Geometry,
     p: &Pointers,
-    force_simt: bool,
+    forced: Option<Stage>,
 ) -> Stage {
-    if !force_simt && compute_capability >= (8, 0) && kernel::mma_fits(dtype, g) && p.aligned16() {
-        Stage::Mma
+    let want = forced.unwrap_or(Stage::MmaPipelined);
+    if want.is_mma() && compute_capability >= (8, 0) && kernel::mma_fits(dtype, g) && p.aligned16()
+    {
+        want
     } else {
         Stage::Simt
     }
@@ -128,7 +150,7 @@ pub(crate) fn run(r: &Run<'_>, step: &Step, node: &Node) -> Result<()> {
         o: r.ptr(o)?,
     };
     let cc = r.engine.device.info().compute_capability;
-    let stage = choose_stage(cc, dtype, &g, &p, forced_simt());
+    let stage = choose_stage(cc, dtype, &g, &p, forced_stage());
     kernel::attention(&r.engine.kernels, r.stream, dtype, &g, &p, scale, stage)
         .map_err(|e| node_err(node, e))
 }
@@ -160,33 +182,50 @@ mod tests {
             mask: None,
             o: DevicePtr(0x4000),
         };
+        let pipe = Some(Stage::MmaPipelined);
         assert_eq!(
-            choose_stage((9, 0), DataType::F16, &g, &p, false),
+            choose_stage((9, 0), DataType::F16, &g, &p, None),
+            Stage::MmaPipelined
+        );
+        assert_eq!(
+            choose_stage((8, 0), DataType::BF16, &g, &p, pipe),
+            Stage::MmaPipelined
+        );
+        assert_eq!(
+            choose_stage((9, 0), DataType::F16, &g, &p, Some(Stage::Mma)),
             Stage::Mma
         );
         assert_eq!(
-            choose_stage((8, 0), DataType::BF16, &g, &p, false),
-            Stage::Mma
-        );
-        assert_eq!(
-            choose_stage((9, 0), DataType::F16, &g, &p, true),
+            choose_stage((9, 0), DataType::F16, &g, &p, Some(Stage::Simt)),
             Stage::Simt
         );
-        assert_eq!(
-            choose_stage((7, 5), DataType::F16, &g, &p, false),
-            Stage::Simt
-        );
-        assert_eq!(
-            choose_stage((9, 0), DataType::F32, &g, &p, false),
-            Stage::Simt
-        );
-        let odd = Pointers {
-            k: DevicePtr(0x2008),
-            ..p
-        };
-        assert_eq!(
-            choose_stage((9, 0), DataType::F16, &g, &odd, false),
-            Stage::Simt
-        );
+        for forced in [None, Some(Stage::Mma), pipe] {
+            assert_eq!(
+                choose_stage((7, 5), DataType::F16, &g, &p, forced),
+                Stage::Simt
+            );
+            assert_eq!(
+                choose_stage((9, 0), DataType::F32, &g, &p, forced),
+                Stage::Simt
+            );
+            let odd = Pointers {
+                k: DevicePtr(0x2008),
+                ..p
+            };
+            assert_eq!(
+                choose_stage((9, 0), DataType::F16, &g, &odd, forced),
+                Stage::Simt
+            );
+        }
+    }
+
+    #[test]
+    fn stage_from_the_environment_value() {
+        assert_eq!(parse_stage(None), None);
+        assert_eq!(parse_stage(Some("1")), Some(Stage::Simt));
+        assert_eq!(parse_stage(Some(" 2\n")), Some(Stage::Mma));
+        assert_eq!(parse_stage(Some("3")), Some(Stage::MmaPipelined));
+        assert_eq!(parse_stage(Some("4")), None);
+        assert_eq!(parse_stage(Some("")), None);
     }
 }
