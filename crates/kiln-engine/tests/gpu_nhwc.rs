@@ -14,7 +14,7 @@
 //! - `engine_resnet_like`: a small ResNet (3-channel 7×7 s2 stem conv + BatchNorm + ReLU,
 //!   MaxPool 3×3 s2 p1, a residual block, a strided block with a 1×1 downsample, GAP,
 //!   Flatten, Gemm) built in fp16 and bf16 with the default fusions (NHWC on: the profile
-//!   must show NhwcConv steps, one NhwcEntry (the stem's 3 channels padded to 8), no
+//!   must show NhwcConv steps, one NhwcEntry (the stem keeps its 3 channels by default), no
 //!   Transpose and only the output's boundary Cast) and with `Fusions::none()` (no
 //!   NhwcConv), at batch 1 and 4, against kiln-reference (rel-L2 1e-2) on device buffers
 //!   whose outputs are NaN-poisoned before each of two runs (one profiled, one enqueued).

@@ -12,11 +12,9 @@
 //!
 //! The NHWC variants ([`pool2d_nhwc`], [`global_pool_nhwc`], module [`nhwc_module`]) compute
 //! the same values on `[N, H, W, C]` tensors for the NHWC regions of fp16/bf16 convolution
-//! networks: one thread per group of channels and output position (the window kernel: per
-//! [`NHWC_ROWS`] output rows of a column, reading the rows their windows share once), so
-//! neighbouring threads read neighbouring channels (coalesced), 16 bytes at a time when the
-//! channel count and both addresses allow it (8 fp16/bf16 or 4 f32 values). They have no
-//! `Indices` output.
+//! networks: one thread per output position and group of channels, so neighbouring threads
+//! read neighbouring channels (coalesced), 16 bytes at a time when the channel count and both
+//! addresses allow it (8 fp16/bf16 or 4 f32 values). They have no `Indices` output.
 
 use kiln_core::DataType;
 use kiln_cuda::Stream;
@@ -325,137 +323,64 @@ __device__ __forceinline__ void kiln_stv(A_s* p, const float* f) {
     }
 }
 
-// One thread per (n, block of R output rows, ow, group of V channels). The thread walks the
-// input rows its R windows cover once, reducing each row over its KW taps (16-byte loads
-// when V > 1) and folding the row into every window it belongs to: with a stride below the
-// window height (3x3 s2) neighbouring windows share rows, which are then read once. Max
-// keeps the first maximum in window order (rows are visited in order, and within a row the
-// taps), so a NaN only stays when it is a window's first tap, as kiln_pool2d. Counts for
-// the average are separable: taps inside the input (or its explicit pads) along h times
-// along w. Index math is 32-bit (I = unsigned) when the host says every index fits.
-#define KR 4
-template <int V, typename I>
+// One thread per (n, oh, ow, group of V channels); taps as kiln_pool2d.
+template <int V>
 __device__ __forceinline__ void kiln_pool_nhwc(const A_s* px, A_s* py, long long n,
-    long long C_, long long H_, long long W_, long long OH_, long long OW_, long long KH_,
-    long long KW_, long long SH_, long long SW_, long long DH_, long long DW_, long long PT_,
-    long long PL_, long long PB_, long long PR_, int mode) {
-    const I C = (I)C_, H = (I)H_, W = (I)W_, OH = (I)OH_, OW = (I)OW_, KH = (I)KH_,
-        KW = (I)KW_, SH = (I)SH_, SW = (I)SW_, DH = (I)DH_, DW = (I)DW_;
-    const long long PT = PT_, PL = PL_, PB = PB_, PR = PR_;
-    const I CV = C / V, OHB = (OH + KR - 1) / KR;
-    const long long span_h = (long long)(KH - 1) * DH;
-    KILN_GRID_LOOP(i_, n) {
-        I i = (I)i_;
-        const I cv = i % CV;
-        i /= CV;
-        const I ow = i % OW;
-        i /= OW;
-        const I ob = i % OHB, b = i / OHB;
-        const I oh0 = ob * KR;
-        const long long w0 = (long long)ow * SW - PL;
-        // taps along w: inside the input, and inside input + explicit pads
-        long long cnt_w = 0, pad_w = 0;
-        for (I kw = 0; kw < KW; ++kw) {
-            const long long w = w0 + (long long)kw * DW;
-            cnt_w += (w >= 0 && w < W);
-            pad_w += (w >= -PL && w < W + PR);
-        }
-        float acc[KR][V];
-        int found[KR];
+    long long C, long long H, long long W, long long OH, long long OW, long long KH,
+    long long KW, long long SH, long long SW, long long DH, long long DW, long long PT,
+    long long PL, long long PB, long long PR, int mode) {
+    const long long CV = C / V;
+    KILN_GRID_LOOP(i, n) {
+        long long cv = i % CV, t = i / CV;
+        long long ow = t % OW;
+        t /= OW;
+        long long oh = t % OH, b = t / OH;
+        float acc[V];
 #pragma unroll
-        for (int r = 0; r < KR; ++r) {
-            found[r] = 0;
-#pragma unroll
-            for (int j = 0; j < V; ++j) acc[r][j] = 0.f;
-        }
-        const I rows = OH - oh0 < KR ? OH - oh0 : KR;
-        const long long h0 = (long long)oh0 * SH - PT;
-        const long long hspan = (long long)(rows - 1) * SH + span_h + 1;
-        for (long long dh = 0; dh < hspan; ++dh) {
-            const long long h = h0 + dh;
-            if (h < 0 || h >= H) continue;
-            // is this row a tap of some window?
-            int any = 0;
-#pragma unroll
-            for (int r = 0; r < KR; ++r) {
-                const long long d = dh - (long long)r * SH;
-                any |= (r < rows && d >= 0 && d <= span_h && (DH == 1 || d % DH == 0));
-            }
-            if (!any) continue;
-            float row[V];
-            int rfound = 0;
-#pragma unroll
-            for (int j = 0; j < V; ++j) row[j] = 0.f;
-            const A_s* base = px + (((long long)b * H + h) * W) * C + (long long)cv * V;
-            for (I kw = 0; kw < KW; ++kw) {
-                const long long w = w0 + (long long)kw * DW;
-                if (w < 0 || w >= W) continue;
+        for (int j = 0; j < V; ++j) acc[j] = 0.f;
+        int found = 0;
+        long long cnt = 0, padded = 0;
+        for (long long kh = 0; kh < KH; ++kh) {
+            long long h = oh * SH - PT + kh * DH;
+            for (long long kw = 0; kw < KW; ++kw) {
+                long long w = ow * SW - PL + kw * DW;
+                if (h >= -PT && h < H + PB && w >= -PL && w < W + PR) padded++;
+                if (h < 0 || h >= H || w < 0 || w >= W) continue;
                 float v[V];
-                kiln_ldv<V>(base + w * C, v);
+                kiln_ldv<V>(px + ((b * H + h) * W + w) * C + cv * V, v);
                 if (mode == 0) {
 #pragma unroll
                     for (int j = 0; j < V; ++j)
-                        if (!rfound || v[j] > row[j]) row[j] = v[j];
+                        if (!found || v[j] > acc[j]) acc[j] = v[j];
                 } else {
 #pragma unroll
-                    for (int j = 0; j < V; ++j) row[j] += v[j];
+                    for (int j = 0; j < V; ++j) acc[j] += v[j];
+                    cnt++;
                 }
-                rfound = 1;
-            }
-            if (!rfound) continue;
-#pragma unroll
-            for (int r = 0; r < KR; ++r) {
-                const long long d = dh - (long long)r * SH;
-                if (r < rows && d >= 0 && d <= span_h && (DH == 1 || d % DH == 0)) {
-                    if (mode == 0) {
-#pragma unroll
-                        for (int j = 0; j < V; ++j)
-                            if (!found[r] || row[j] > acc[r][j]) acc[r][j] = row[j];
-                    } else {
-#pragma unroll
-                        for (int j = 0; j < V; ++j) acc[r][j] += row[j];
-                    }
-                    found[r] = 1;
-                }
+                found = 1;
             }
         }
+        if (mode != 0) {
+            const float d = (float)(mode == 2 ? padded : cnt);
 #pragma unroll
-        for (int r = 0; r < KR; ++r) {
-            if (r >= rows) break;
-            if (mode != 0) {
-                long long cnt_h = 0, pad_h = 0;
-                for (I kh = 0; kh < KH; ++kh) {
-                    const long long h = (long long)(oh0 + r) * SH - PT + (long long)kh * DH;
-                    cnt_h += (h >= 0 && h < H);
-                    pad_h += (h >= -PT && h < H + PB);
-                }
-                const float d = (float)(mode == 2 ? pad_h * pad_w : cnt_h * cnt_w);
-#pragma unroll
-                for (int j = 0; j < V; ++j) acc[r][j] = acc[r][j] / d;
-            }
-            const long long o = (((long long)b * OH + oh0 + r) * OW + ow) * C + (long long)cv * V;
-            kiln_stv<V>(py + o, acc[r]);
+            for (int j = 0; j < V; ++j) acc[j] = acc[j] / d;
         }
+        kiln_stv<V>(py + i * V, acc);
     }
 }
 
-#define KILN_POOL_NHWC_ARGS const A_s* px, A_s* py, long long n, long long C, long long H, \
-    long long W, long long OH, long long OW, long long KH, long long KW, long long SH, \
-    long long SW, long long DH, long long DW, long long PT, long long PL, long long PB, \
-    long long PR, int mode
-#define KILN_POOL_NHWC_PASS px, py, n, C, H, W, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL, PB, PR, mode
+extern "C" __global__ void kiln_pool2d_nhwc(const A_s* px, A_s* py, long long n, long long C,
+    long long H, long long W, long long OH, long long OW, long long KH, long long KW,
+    long long SH, long long SW, long long DH, long long DW, long long PT, long long PL,
+    long long PB, long long PR, int mode) {
+    kiln_pool_nhwc<1>(px, py, n, C, H, W, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL, PB, PR, mode);
+}
 
-extern "C" __global__ void kiln_pool2d_nhwc(KILN_POOL_NHWC_ARGS) {
-    kiln_pool_nhwc<1, long long>(KILN_POOL_NHWC_PASS);
-}
-extern "C" __global__ void kiln_pool2d_nhwc_vec(KILN_POOL_NHWC_ARGS) {
-    kiln_pool_nhwc<KV, long long>(KILN_POOL_NHWC_PASS);
-}
-extern "C" __global__ void kiln_pool2d_nhwc_i32(KILN_POOL_NHWC_ARGS) {
-    kiln_pool_nhwc<1, unsigned int>(KILN_POOL_NHWC_PASS);
-}
-extern "C" __global__ void kiln_pool2d_nhwc_vec_i32(KILN_POOL_NHWC_ARGS) {
-    kiln_pool_nhwc<KV, unsigned int>(KILN_POOL_NHWC_PASS);
+extern "C" __global__ void kiln_pool2d_nhwc_vec(const A_s* px, A_s* py, long long n,
+    long long C, long long H, long long W, long long OH, long long OW, long long KH,
+    long long KW, long long SH, long long SW, long long DH, long long DW, long long PT,
+    long long PL, long long PB, long long PR, int mode) {
+    kiln_pool_nhwc<KV>(px, py, n, C, H, W, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL, PB, PR, mode);
 }
 
 // One thread per (n, group of V channels), summing or maxing over the HW positions.
@@ -509,9 +434,6 @@ pub fn nhwc_module(dtype: DataType) -> Result<ModuleSpec> {
     })
 }
 
-/// Output rows one thread of the NHWC window kernels computes (`KR` in the source).
-pub const NHWC_ROWS: usize = 4;
-
 /// Channels one thread of the vector NHWC kernels handles (one 16-byte word), when `c`
 /// channels and both addresses allow it; 1 otherwise.
 pub fn nhwc_vector(dtype: DataType, c: usize, ptrs: [DevicePtr; 2]) -> usize {
@@ -529,9 +451,8 @@ pub fn nhwc_vector(dtype: DataType, c: usize, ptrs: [DevicePtr; 2]) -> usize {
 
 /// A 2-D pool over a row-major `[N, H, W, C]` tensor into `[N, OH, OW, C]` (the window's
 /// input and output are `H, W` and `OH, OW`). Same semantics as [`pool2d`]; each thread
-/// computes [`NHWC_ROWS`] output rows of one column and 16 bytes of channels when `c` and the
-/// addresses allow it (loads and stores coalesced over the channels), reading each input row
-/// its windows share once; 32-bit index math when every index fits.
+/// handles one output position and 16 bytes of channels when `c` and the addresses allow it,
+/// so loads and stores are coalesced over the channels.
 #[allow(clippy::too_many_arguments)]
 pub fn pool2d_nhwc(
     lib: &KernelLibrary,
@@ -551,23 +472,15 @@ pub fn pool2d_nhwc(
         return Err(invalid("pool", format!("window {w:?} has a zero size")));
     }
     let v = nhwc_vector(dtype, c, [x, y]);
-    let elems = |d: [usize; 2]| {
-        [n, c, d[0], d[1]]
-            .iter()
-            .try_fold(1usize, |a, &b| a.checked_mul(b))
-            .filter(|&t| i64::try_from(t).is_ok())
-            .ok_or_else(|| invalid("pool", "too large"))
-    };
-    let (inputs, outputs) = (elems(w.input)?, elems(w.output)?);
-    // one thread per NHWC_ROWS output rows, output column and group of v channels
-    let threads = n * w.output[0].div_ceil(NHWC_ROWS) * w.output[1] * (c / v);
-    if threads == 0 || outputs == 0 {
+    let total = [n, c, w.output[0], w.output[1]]
+        .iter()
+        .try_fold(1usize, |a, &b| a.checked_mul(b))
+        .filter(|&t| i64::try_from(t).is_ok())
+        .ok_or_else(|| invalid("pool", "too large"))?;
+    let threads = total / v;
+    if threads == 0 {
         return Ok(());
     }
-    let narrow = inputs.max(outputs) < 1 << 31
-        && [w.kernel, w.strides, w.dilations, w.pad_begin, w.pad_end]
-            .iter()
-            .all(|a| a.iter().all(|&k| k < 1 << 20));
     let mode = match kind {
         PoolKind::Max => 0,
         PoolKind::Average {
@@ -603,11 +516,10 @@ pub fn pool2d_nhwc(
         stream,
         &format!("pool_nhwc_{}", t.tag),
         || nhwc_module(dtype).map(|m| m.source).unwrap_or_default(),
-        match (v > 1, narrow) {
-            (true, true) => "kiln_pool2d_nhwc_vec_i32",
-            (true, false) => "kiln_pool2d_nhwc_vec",
-            (false, true) => "kiln_pool2d_nhwc_i32",
-            (false, false) => "kiln_pool2d_nhwc",
+        if v > 1 {
+            "kiln_pool2d_nhwc_vec"
+        } else {
+            "kiln_pool2d_nhwc"
         },
         (grid_for(threads), BLOCK, 0),
         &args,
@@ -691,8 +603,6 @@ mod tests {
             for k in [
                 "kiln_pool2d_nhwc(",
                 "kiln_pool2d_nhwc_vec(",
-                "kiln_pool2d_nhwc_i32(",
-                "kiln_pool2d_nhwc_vec_i32(",
                 "kiln_global_pool_nhwc(",
                 "kiln_global_pool_nhwc_vec(",
             ] {
