@@ -553,7 +553,7 @@ pub fn modules_for(step: &Step, p: &Program) -> Result<Vec<ModuleSpec>> {
         "Transpose" | "Concat" | "Split" | "Slice" | "Expand" | "Tile" => {
             k(movement::modules(size(dt)))?
         }
-        "Gather" => vec![k(gather::module(size(dt)))?],
+        "Gather" => k(gather::modules(size(dt)))?,
         "GatherND" => vec![k(gather_nd::module(size(dt)))?],
         "Resize" => vec![k(resize::module(dt))?],
         "Pad" => vec![k(pad::module(size(dt)))?],
