@@ -28,12 +28,11 @@ pub struct BuildConfig {
     pub fusions: Fusions,
 }
 
-/// The default [`BuildConfig::opt_level`]: the heuristics' choice. Measured on the H200
-/// (2026-11-26, docs/perf): at ResNet-50 b256 fp16 timing the top 8 or all candidates gave the
-/// same 7.5 ms as the heuristics, and at b1 the timed choices ran the CUDA-graph replay in
-/// 2.18 ms against 0.335 ms for the heuristics' (isolated timings of small convolutions do not
-/// predict their cost inside the network yet), so timing is opt-in (levels 1-5).
-pub const DEFAULT_OPT_LEVEL: u8 = 0;
+/// The default [`BuildConfig::opt_level`]: the fastest of the heuristics' top 8, timed as
+/// CUDA-graph replays (TensorRT's default level is 3 too). On the H200 (2026-11-26) it chose
+/// what the heuristics chose for ResNet-50 at b1 and b256 and for BERT-base (0.336 / 6.830 /
+/// 7.212 ms against 0.325 / 6.828 / 7.178 ms at level 0) for about 0.5 s more build time.
+pub const DEFAULT_OPT_LEVEL: u8 = 3;
 
 fn default_opt_level() -> u8 {
     DEFAULT_OPT_LEVEL

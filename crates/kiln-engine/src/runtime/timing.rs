@@ -6,10 +6,10 @@
 //!
 //! | level | tactic |
 //! | --- | --- |
-//! | 0 (default) | the libraries' heuristic first choice (no timing, no timing cache) |
+//! | 0 | the libraries' heuristic first choice (no timing, no timing cache) |
 //! | 1 | the faster of the heuristics' top 2 |
 //! | 2 | the fastest of the top 4 |
-//! | 3 | the fastest of the top 8 |
+//! | 3 (default) | the fastest of the top 8 |
 //! | 4 | the fastest of the top 16 |
 //! | 5 | the fastest of all: up to [`MAX_CANDIDATES`](crate::kernels::gemm::MAX_CANDIDATES) cuBLASLt algorithms, every cuDNN one |
 //!

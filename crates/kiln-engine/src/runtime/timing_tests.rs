@@ -49,8 +49,8 @@ fn candidate_counts_per_level() {
     assert!(e.contains("optimisation level 6"), "{e}");
     assert_eq!(
         crate::plan::DEFAULT_OPT_LEVEL,
-        0,
-        "the module doc's table names 0 as the default"
+        3,
+        "the module doc's table names 3 as the default"
     );
 }
 
