@@ -42,6 +42,7 @@ pub mod pool;
 pub mod prelude;
 pub mod reduce;
 pub mod resize;
+mod rows;
 pub mod softmax;
 pub mod unary;
 
