@@ -109,6 +109,44 @@ pub struct Window2d {
     pub pad_end: [usize; 2],
 }
 
+impl PoolKind {
+    /// The kernels' `mode` argument: 0 max, 1 average over the window's cells inside the
+    /// input, 2 average counting the padding.
+    fn mode(self) -> i32 {
+        match self {
+            PoolKind::Max => 0,
+            PoolKind::Average {
+                count_include_pad: false,
+            } => 1,
+            PoolKind::Average {
+                count_include_pad: true,
+            } => 2,
+        }
+    }
+}
+
+impl Window2d {
+    /// The window's kernel arguments, shared by the NCHW and NHWC kernels: input and output
+    /// height/width, kernel, strides, dilations, pads at the beginning and end, then `mode`.
+    fn args(&self, kind: PoolKind) -> Vec<Arg> {
+        let mut v: Vec<Arg> = [
+            self.input,
+            self.output,
+            self.kernel,
+            self.strides,
+            self.dilations,
+            self.pad_begin,
+            self.pad_end,
+        ]
+        .iter()
+        .flatten()
+        .map(|&d| Arg::I64(d as i64))
+        .collect();
+        v.push(Arg::I32(kind.mode()));
+        v
+    }
+}
+
 impl Window2d {
     /// The ONNX output size of one axis with explicit pads (`ceil_mode` as the reference:
     /// the ceiling, less one when the last window would start in the end padding).
@@ -214,38 +252,10 @@ fn launch_pool2d(
     if n == 0 {
         return Ok(());
     }
-    let mode = match kind {
-        PoolKind::Max => 0,
-        PoolKind::Average {
-            count_include_pad: false,
-        } => 1,
-        PoolKind::Average {
-            count_include_pad: true,
-        } => 2,
-    };
-    let l = |v: usize| Arg::I64(v as i64);
-    let args = [
-        Arg::Ptr(x.0),
-        Arg::Ptr(y.0),
-        l(n),
-        l(w.input[0]),
-        l(w.input[1]),
-        l(w.output[0]),
-        l(w.output[1]),
-        l(w.kernel[0]),
-        l(w.kernel[1]),
-        l(w.strides[0]),
-        l(w.strides[1]),
-        l(w.dilations[0]),
-        l(w.dilations[1]),
-        l(w.pad_begin[0]),
-        l(w.pad_begin[1]),
-        l(w.pad_end[0]),
-        l(w.pad_end[1]),
-        Arg::I32(mode),
-        Arg::Ptr(indices.map_or(0, |i| i.ptr.0)),
-        Arg::I32(i32::from(indices.is_some_and(|i| i.column_major))),
-    ];
+    let mut args = vec![Arg::Ptr(x.0), Arg::Ptr(y.0), Arg::I64(n as i64)];
+    args.extend(w.args(kind));
+    args.push(Arg::Ptr(indices.map_or(0, |i| i.ptr.0)));
+    args.push(Arg::I32(i32::from(indices.is_some_and(|i| i.column_major))));
     lib.launch(
         stream,
         &format!("pool_{}", t.tag),
@@ -481,37 +491,13 @@ pub fn pool2d_nhwc(
     if threads == 0 {
         return Ok(());
     }
-    let mode = match kind {
-        PoolKind::Max => 0,
-        PoolKind::Average {
-            count_include_pad: false,
-        } => 1,
-        PoolKind::Average {
-            count_include_pad: true,
-        } => 2,
-    };
-    let l = |v: usize| Arg::I64(v as i64);
-    let args = [
+    let mut args = vec![
         Arg::Ptr(x.0),
         Arg::Ptr(y.0),
-        l(threads),
-        l(c),
-        l(w.input[0]),
-        l(w.input[1]),
-        l(w.output[0]),
-        l(w.output[1]),
-        l(w.kernel[0]),
-        l(w.kernel[1]),
-        l(w.strides[0]),
-        l(w.strides[1]),
-        l(w.dilations[0]),
-        l(w.dilations[1]),
-        l(w.pad_begin[0]),
-        l(w.pad_begin[1]),
-        l(w.pad_end[0]),
-        l(w.pad_end[1]),
-        Arg::I32(mode),
+        Arg::I64(threads as i64),
+        Arg::I64(c as i64),
     ];
+    args.extend(w.args(kind));
     lib.launch(
         stream,
         &format!("pool_nhwc_{}", t.tag),
