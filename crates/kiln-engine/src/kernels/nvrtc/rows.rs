@@ -216,3 +216,24 @@ __device__ __forceinline__ float kr_gmax(float v) {{
 "#
     )
 }
+
+/// Test helper: every row plan of lengths 1..=70000 (vectorised or not) names a kernel that
+/// `module`'s source defines, for each float type.
+#[cfg(test)]
+pub(crate) fn assert_every_plan_has_its_kernel(
+    module: fn(DataType) -> super::Result<super::library::ModuleSpec>,
+    prefix: &str,
+) {
+    for dt in [DataType::F32, DataType::F16, DataType::BF16] {
+        let t = super::prelude::ctype(dt).unwrap();
+        let src = module(dt).unwrap().source;
+        let names: std::collections::BTreeSet<String> = (1..=70_000usize)
+            .flat_map(|len| [false, true].map(|v| row_plan(len, vec_width(t), v)))
+            .filter_map(|plan| plan_kernel(prefix, plan))
+            .collect();
+        assert!(names.len() > 10);
+        for name in names {
+            assert!(src.contains(&format!(" {name}(")), "{dt}: {name}");
+        }
+    }
+}

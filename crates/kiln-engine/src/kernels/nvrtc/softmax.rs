@@ -266,17 +266,6 @@ mod tests {
 
     #[test]
     fn every_row_plan_has_its_kernel() {
-        for dt in [DataType::F32, DataType::F16, DataType::BF16] {
-            let t = ctype(dt).unwrap();
-            let src = module(dt).unwrap().source;
-            let names: std::collections::BTreeSet<String> = (1..=70_000usize)
-                .flat_map(|len| [false, true].map(|v| row_plan(len, vec_width(t), v)))
-                .filter_map(|plan| plan_kernel(PREFIX, plan))
-                .collect();
-            assert!(names.len() > 10);
-            for name in names {
-                assert!(src.contains(&format!(" {name}(")), "{dt}: {name}");
-            }
-        }
+        super::super::rows::assert_every_plan_has_its_kernel(module, PREFIX);
     }
 }
