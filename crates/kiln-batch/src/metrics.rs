@@ -119,8 +119,15 @@ pub(crate) struct Metrics {
     batch_hist: PromHistogram,
 }
 
+/// Largest latency the histograms hold exactly: an hour, in microseconds (longer ones count
+/// as an hour).
+const MAX_MICROS: u64 = 3_600_000_000;
+
+/// A histogram of microseconds from 1 µs to [`MAX_MICROS`] at 3 significant figures. Bounded:
+/// an auto-resizing one (`Histogram::new`) starts with a range up to 2, and
+/// `saturating_record` clamps rather than grows, so every latency read 2 µs.
 fn hist() -> Histogram<u64> {
-    Histogram::new(3).expect("3 significant figures is valid")
+    Histogram::new_with_bounds(1, MAX_MICROS, 3).expect("1..=MAX_MICROS at 3 figures is valid")
 }
 
 fn micros(d: Duration) -> u64 {
@@ -266,5 +273,25 @@ impl Metrics {
         let mut out = String::new();
         encode(&mut out, &reg).expect("writing to a String cannot fail");
         out
+    }
+}
+
+#[cfg(test)]
+mod hist_tests {
+    use super::*;
+
+    #[test]
+    fn latencies_keep_their_values() {
+        let mut h = hist();
+        for us in [40_000u64, 2_000, 2_000, 150, 7_200_000_000] {
+            h.saturating_record(us);
+        }
+        let p = percentiles(&h);
+        assert_eq!(p.count, 5);
+        // 3 significant figures: within 0.1 %
+        let near = |d: Duration, us: u64| (d.as_micros() as f64 / us as f64 - 1.0).abs() < 1e-3;
+        assert!(near(p.p50, 2_000), "{p:?}");
+        assert!(near(p.max, MAX_MICROS), "{p:?}");
+        assert!(p.p90 >= Duration::from_millis(39), "{p:?}");
     }
 }
