@@ -25,25 +25,23 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result, ensure};
-use half::{bf16, f16};
 use kiln_core::{
     DataType, DevicePtr, Dim, ExecutionContext as _, HostTensor, Precision, StreamHandle,
 };
-use kiln_cuda::{Device, DeviceAllocator, DeviceBuffer, DeviceMemory as _, Stream, copy};
+use kiln_cuda::{DeviceAllocator, DeviceBuffer, DeviceMemory as _, copy};
 use kiln_engine::builder::{lower, rewrite};
-use kiln_engine::kernels::nvrtc::KernelLibrary;
 use kiln_engine::kernels::nvrtc::attention::{self, Geometry, Operand, Pointers, Stage};
 use kiln_engine::plan::Fusions;
 use kiln_engine::{BuildConfig, Builder, Engine, ExecutionContext};
 use kiln_onnx::{Graph, GraphBuilder, Tensor, ValueInfo};
 use kiln_reference::{Interpreter, Value};
 
-struct Ctx {
-    device: Arc<Device>,
-    alloc: DeviceAllocator,
-    stream: Arc<Stream>,
-    lib: KernelLibrary,
-    rng: std::cell::RefCell<fastrand::Rng>,
+#[path = "common/kernel_ctx.rs"]
+mod kernel_ctx;
+use kernel_ctx::{Ctx, decode, encode};
+
+fn setup() -> Result<Ctx> {
+    kernel_ctx::setup(0x6174_746e)
 }
 
 type TestFn = fn(&Ctx) -> Result<()>;
@@ -63,56 +61,8 @@ fn main() -> ExitCode {
     )
 }
 
-fn setup() -> Result<Ctx> {
-    let device = Device::open(0)?;
-    let stream = Stream::new(&device)?;
-    let lib = KernelLibrary::new(&device)?.with_cache_dir(None);
-    println!(
-        "device: {} (cc {:?}), NVRTC {}",
-        device.info().name,
-        device.info().compute_capability,
-        lib.nvrtc_version().unwrap_or("?")
-    );
-    Ok(Ctx {
-        alloc: DeviceAllocator::new(&device),
-        device,
-        stream,
-        lib,
-        rng: std::cell::RefCell::new(fastrand::Rng::with_seed(0x6174_746e)),
-    })
-}
-
 // ---------------------------------------------------------------------------------------------
 // Host values
-
-fn encode(dtype: DataType, v: &[f64]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(v.len() * dtype.size_in_bytes());
-    for &x in v {
-        match dtype {
-            DataType::F16 => out.extend(f16::from_f64(x).to_le_bytes()),
-            DataType::BF16 => out.extend(bf16::from_f64(x).to_le_bytes()),
-            _ => out.extend((x as f32).to_le_bytes()),
-        }
-    }
-    out
-}
-
-fn decode(dtype: DataType, b: &[u8]) -> Vec<f64> {
-    match dtype {
-        DataType::F16 => b
-            .chunks_exact(2)
-            .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f64())
-            .collect(),
-        DataType::BF16 => b
-            .chunks_exact(2)
-            .map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f64())
-            .collect(),
-        _ => b
-            .chunks_exact(4)
-            .map(|c| f64::from(f32::from_le_bytes([c[0], c[1], c[2], c[3]])))
-            .collect(),
-    }
-}
 
 /// rel-L2 of `got` against `want`; any NaN or infinity in `got` fails.
 fn rel_l2(what: &str, want: &[f64], got: &[f64]) -> Result<f64> {

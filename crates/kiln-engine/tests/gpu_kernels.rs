@@ -11,15 +11,13 @@
 
 use std::collections::HashMap;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::{Context as _, Result, ensure};
-use half::{bf16, f16};
 use kiln_core::{DataType, Dim};
-use kiln_cuda::{Device, DeviceAllocator, DeviceBuffer, DeviceMemory, Stream, copy};
+use kiln_cuda::{DeviceBuffer, DeviceMemory, copy};
 use kiln_engine::kernels::nvrtc::{
-    DevicePtr, KernelLibrary, binary, cast, gather, layout, movement, norm, pad, pool, reduce,
-    resize, softmax, unary,
+    DevicePtr, binary, cast, gather, layout, movement, norm, pad, pool, reduce, resize, softmax,
+    unary,
 };
 use kiln_onnx::{AttrValue, GraphBuilder, Tensor};
 use kiln_reference::{Interpreter, Value};
@@ -38,12 +36,12 @@ use engine_ops::*;
 use indexing::*;
 use structured::*;
 
-struct Ctx {
-    device: Arc<Device>,
-    alloc: DeviceAllocator,
-    stream: Arc<Stream>,
-    lib: KernelLibrary,
-    rng: std::cell::RefCell<fastrand::Rng>,
+#[path = "common/kernel_ctx.rs"]
+mod kernel_ctx;
+use kernel_ctx::{Ctx, decode, encode};
+
+fn setup() -> Result<Ctx> {
+    kernel_ctx::setup(0x6b69_6c6e)
 }
 
 type TestFn = fn(&Ctx) -> Result<()>;
@@ -95,25 +93,6 @@ fn main() -> ExitCode {
     )
 }
 
-fn setup() -> Result<Ctx> {
-    let device = Device::open(0)?;
-    let stream = Stream::new(&device)?;
-    let lib = KernelLibrary::new(&device)?.with_cache_dir(None);
-    println!(
-        "device: {} (cc {:?}), NVRTC {}",
-        device.info().name,
-        device.info().compute_capability,
-        lib.nvrtc_version().unwrap_or("?")
-    );
-    Ok(Ctx {
-        alloc: DeviceAllocator::new(&device),
-        device,
-        stream,
-        lib,
-        rng: std::cell::RefCell::new(fastrand::Rng::with_seed(0x6b69_6c6e)),
-    })
-}
-
 // ---------------------------------------------------------------------------------------------
 // Host tensors, the reference and device buffers
 
@@ -122,24 +101,6 @@ struct T {
     dtype: DataType,
     dims: Vec<usize>,
     bytes: Vec<u8>,
-}
-
-fn encode(dtype: DataType, v: &[f64]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(v.len() * dtype.size_in_bytes());
-    for &x in v {
-        match dtype {
-            DataType::F32 => out.extend((x as f32).to_le_bytes()),
-            DataType::F16 => out.extend(f16::from_f64(x).to_le_bytes()),
-            DataType::BF16 => out.extend(bf16::from_f64(x).to_le_bytes()),
-            DataType::I64 => out.extend((x as i64).to_le_bytes()),
-            DataType::I32 => out.extend((x as i32).to_le_bytes()),
-            DataType::I8 => out.extend((x as i8).to_le_bytes()),
-            DataType::U8 => out.push(x as u8),
-            DataType::Bool => out.push(u8::from(x != 0.0)),
-            other => panic!("no encoding for {other}"),
-        }
-    }
-    out
 }
 
 fn t(dtype: DataType, dims: &[usize], v: &[f64]) -> T {
@@ -288,23 +249,6 @@ impl<'a> Node<'a> {
             })
             .collect()
     }
-}
-
-fn decode(dtype: DataType, bytes: &[u8]) -> Vec<f64> {
-    let sz = dtype.size_in_bytes();
-    bytes
-        .chunks_exact(sz)
-        .map(|c| match dtype {
-            DataType::F32 => f64::from(f32::from_le_bytes(c.try_into().unwrap())),
-            DataType::F16 => f16::from_le_bytes(c.try_into().unwrap()).to_f64(),
-            DataType::BF16 => bf16::from_le_bytes(c.try_into().unwrap()).to_f64(),
-            DataType::I64 => i64::from_le_bytes(c.try_into().unwrap()) as f64,
-            DataType::I32 => f64::from(i32::from_le_bytes(c.try_into().unwrap())),
-            DataType::I8 => f64::from(c[0] as i8),
-            DataType::U8 | DataType::Bool => f64::from(c[0]),
-            other => panic!("no decoding for {other}"),
-        })
-        .collect()
 }
 
 fn tolerance(dtype: DataType) -> f64 {

@@ -25,24 +25,23 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result, ensure};
-use half::{bf16, f16};
 use kiln_core::{
     DataType, DevicePtr, Dim, Engine as _, ExecutionContext as _, HostTensor, Precision,
     StreamHandle,
 };
-use kiln_cuda::{Device, DeviceAllocator, DeviceBuffer, DeviceMemory as _, Stream, copy};
-use kiln_engine::kernels::nvrtc::{KernelLibrary, norm, softmax};
+use kiln_cuda::{DeviceAllocator, DeviceBuffer, DeviceMemory as _, copy};
+use kiln_engine::kernels::nvrtc::{norm, softmax};
 use kiln_engine::plan::Fusions;
 use kiln_engine::{BuildConfig, Builder, Engine, ExecutionContext};
 use kiln_onnx::{AttrValue, Graph, GraphBuilder, Tensor, ValueInfo};
 use kiln_reference::{Interpreter, Value};
 
-struct Ctx {
-    device: Arc<Device>,
-    alloc: DeviceAllocator,
-    stream: Arc<Stream>,
-    lib: KernelLibrary,
-    rng: std::cell::RefCell<fastrand::Rng>,
+#[path = "common/kernel_ctx.rs"]
+mod kernel_ctx;
+use kernel_ctx::{Ctx, decode, encode};
+
+fn setup() -> Result<Ctx> {
+    kernel_ctx::setup(0x6e6f_726d)
 }
 
 type TestFn = fn(&Ctx) -> Result<()>;
@@ -74,25 +73,6 @@ fn main() -> ExitCode {
     )
 }
 
-fn setup() -> Result<Ctx> {
-    let device = Device::open(0)?;
-    let stream = Stream::new(&device)?;
-    let lib = KernelLibrary::new(&device)?.with_cache_dir(None);
-    println!(
-        "device: {} (cc {:?}), NVRTC {}",
-        device.info().name,
-        device.info().compute_capability,
-        lib.nvrtc_version().unwrap_or("?")
-    );
-    Ok(Ctx {
-        alloc: DeviceAllocator::new(&device),
-        device,
-        stream,
-        lib,
-        rng: std::cell::RefCell::new(fastrand::Rng::with_seed(0x6e6f_726d)),
-    })
-}
-
 // ---------------------------------------------------------------------------------------------
 // Host tensors, device placement, the reference, comparison
 
@@ -101,31 +81,6 @@ struct T {
     dtype: DataType,
     dims: Vec<usize>,
     bytes: Vec<u8>,
-}
-
-fn encode(dtype: DataType, v: &[f64]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(v.len() * dtype.size_in_bytes());
-    for &x in v {
-        match dtype {
-            DataType::F32 => out.extend((x as f32).to_le_bytes()),
-            DataType::F16 => out.extend(f16::from_f64(x).to_le_bytes()),
-            DataType::BF16 => out.extend(bf16::from_f64(x).to_le_bytes()),
-            other => panic!("no encoding for {other}"),
-        }
-    }
-    out
-}
-
-fn decode(dtype: DataType, bytes: &[u8]) -> Vec<f64> {
-    bytes
-        .chunks_exact(dtype.size_in_bytes())
-        .map(|c| match dtype {
-            DataType::F32 => f64::from(f32::from_le_bytes(c.try_into().unwrap())),
-            DataType::F16 => f16::from_le_bytes(c.try_into().unwrap()).to_f64(),
-            DataType::BF16 => bf16::from_le_bytes(c.try_into().unwrap()).to_f64(),
-            other => panic!("no decoding for {other}"),
-        })
-        .collect()
 }
 
 fn t(dtype: DataType, dims: &[usize], v: &[f64]) -> T {
