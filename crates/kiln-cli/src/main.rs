@@ -34,13 +34,13 @@ struct Cli {
 enum Command {
     /// Print what an ONNX model holds: opsets, inputs, outputs, ops, parameters, unsupported ops.
     Inspect(cmd::inspect::Args),
-    /// Build a serialised engine from an ONNX model (not implemented yet).
+    /// Build a serialised engine from an ONNX model (kiln's engine, or TensorRT when installed).
     Build(cmd::build::Args),
-    /// Run a model once on given or random inputs (CPU reference today), outputs as .npy.
+    /// Run a model or engine once on given or random inputs, outputs as .npy.
     Run(cmd::run::Args),
-    /// Measure latency and throughput of an engine (not implemented yet).
+    /// Measure latency and throughput of a model or engine (trtexec-style summary).
     Bench(cmd::bench::Args),
-    /// Compare an engine's outputs with the CPU reference (not implemented yet).
+    /// Compare an engine's outputs with the CPU reference on the same inputs.
     Compare(cmd::compare::Args),
 }
 
