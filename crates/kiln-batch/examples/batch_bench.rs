@@ -1,13 +1,14 @@
 //! Throughput and latency of the batching executor on a GPU against offered load.
 //!
 //! Builds a kiln-engine plan (default: ResNet-50 from `$KILN_ZOO_DIR`, else the repo's
-//! `cnn_legacy` fixture) with a batch profile 1..=max_batch, runs every batch size once (each
-//! size's first run specialises a program), measures the closed-loop capacity
-//! (many requests outstanding), then offers open-loop Poisson arrivals of batch-1 requests at
-//! fractions of that capacity for a few seconds each, with a fresh executor per load. For each
-//! load: achieved throughput, latency percentiles from acceptance to answer (the executor's
-//! metrics), mean batch size, rejections. Writes JSON (first argument) for
-//! `benches/python/plot_batch.py`.
+//! `cnn_legacy` fixture) with a batch profile 1..=max_batch, builds one executor to warm the
+//! engine up (its instances run every CUDA-graph batch size: specialisation and capture), then
+//! measures the closed-loop capacity (many requests outstanding, from several submitting
+//! threads), then offers open-loop Poisson arrivals of batch-1 requests at fractions of that
+//! capacity for a few seconds each (split over `--generators` threads, each a Poisson process
+//! of its share), with a fresh executor per load. For each load: achieved throughput, latency
+//! percentiles from acceptance to answer (the executor's metrics), mean batch size, padded
+//! rows, rejections. Writes JSON (first argument) for `benches/python/plot_batch.py`.
 //!
 //! `cargo run -p kiln-batch --release --example batch_bench -- out.json --precision fp16`
 
@@ -50,6 +51,19 @@ struct Args {
     /// Seconds per offered load.
     #[arg(long, default_value_t = 3.0)]
     seconds: f64,
+    /// The builder's workspace limit in MiB (default: BuildConfig's).
+    #[arg(long)]
+    workspace_mib: Option<usize>,
+    /// CUDA-graph replay on the executor's contexts.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    graphs: bool,
+    /// Graph batch sizes (default: the executor's, powers of two and max_batch).
+    #[arg(long, value_delimiter = ',')]
+    graph_sizes: Vec<usize>,
+    /// Threads submitting requests (each request copies the sample image: one thread cannot
+    /// make tens of thousands of them per second).
+    #[arg(long, default_value_t = 4)]
+    generators: usize,
 }
 
 fn default_model() -> PathBuf {
@@ -72,35 +86,58 @@ struct Setup {
 }
 
 fn executor(s: &Setup, a: &Args) -> Result<Executor> {
-    Ok(Executor::builder(s.engine.clone())
+    let mut b = Executor::builder(s.engine.clone())
         .max_batch(a.max_batch)
         .max_queue_delay(Duration::from_micros(a.delay_us))
         .instances_per_gpu(a.instances)
         .devices(vec![DeviceEngine::gpu(0, s.engine.clone())])
         .queue_capacity(16384)
-        .build()?)
+        .cuda_graphs(a.graphs);
+    if !a.graph_sizes.is_empty() {
+        b = b.graph_batch_sizes(a.graph_sizes.clone());
+    }
+    Ok(b.build()?)
 }
 
-/// Completed requests per second with `outstanding` requests always in flight.
+/// Completed requests per second with `max_batch * instances * 2` requests always in flight,
+/// kept there by `generators` threads.
 fn capacity(s: &Setup, a: &Args, seconds: f64) -> Result<f64> {
     let exec = executor(s, a)?;
-    let outstanding = a.max_batch * a.instances * 2;
-    let mut q = std::collections::VecDeque::new();
+    let threads = a.generators.max(1);
+    let outstanding = (a.max_batch * a.instances * 2).div_ceil(threads);
     let start = Instant::now();
-    let mut done = 0u64;
-    while start.elapsed().as_secs_f64() < seconds {
-        while q.len() < outstanding {
-            q.push_back(exec.submit(Request::new(vec![s.sample.clone()])));
+    let done = std::thread::scope(|sc| -> Result<u64> {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let exec = &exec;
+                sc.spawn(move || -> Result<u64> {
+                    let mut q = std::collections::VecDeque::new();
+                    let mut done = 0u64;
+                    while start.elapsed().as_secs_f64() < seconds {
+                        while q.len() < outstanding {
+                            q.push_back(exec.submit(Request::new(vec![s.sample.clone()])));
+                        }
+                        if let Some(f) = q.pop_front() {
+                            f.wait().map_err(|e| anyhow::anyhow!("{e}"))?;
+                            done += 1;
+                        }
+                    }
+                    for f in q {
+                        f.wait().map_err(|e| anyhow::anyhow!("{e}"))?;
+                    }
+                    Ok(done)
+                })
+            })
+            .collect();
+        let mut done = 0;
+        for h in handles {
+            done += h
+                .join()
+                .map_err(|_| anyhow::anyhow!("submitter panicked"))??;
         }
-        if let Some(f) = q.pop_front() {
-            f.wait().map_err(|e| anyhow::anyhow!("{e}"))?;
-            done += 1;
-        }
-    }
+        Ok(done)
+    })?;
     let t = start.elapsed().as_secs_f64();
-    for f in q {
-        f.wait().map_err(|e| anyhow::anyhow!("{e}"))?;
-    }
     exec.shutdown();
     Ok(done as f64 / t)
 }
@@ -119,29 +156,50 @@ fn offered(s: &Setup, a: &Args, rate: f64) -> Result<serde_json::Value> {
         }
         (ok, failed, Instant::now())
     });
-    let mut rng = fastrand::Rng::with_seed(7);
+    let threads = a.generators.max(1);
     let start = Instant::now();
-    let mut next = 0f64;
-    let (mut submitted, mut rejected) = (0u64, 0u64);
-    while next < a.seconds {
-        let now = start.elapsed().as_secs_f64();
-        if now < next {
-            let wait = next - now;
-            if wait > 200e-6 {
-                std::thread::sleep(Duration::from_secs_f64(wait - 100e-6));
-            }
-            continue;
+    let (submitted, rejected) = std::thread::scope(|sc| -> Result<(u64, u64)> {
+        let handles: Vec<_> = (0..threads)
+            .map(|g| {
+                let (exec, tx) = (&exec, tx.clone());
+                let share = rate / threads as f64;
+                sc.spawn(move || -> Result<(u64, u64)> {
+                    let mut rng = fastrand::Rng::with_seed(7 + g as u64);
+                    let mut next = -(1.0 - rng.f64()).ln() / share;
+                    let (mut submitted, mut rejected) = (0u64, 0u64);
+                    while next < a.seconds {
+                        let now = start.elapsed().as_secs_f64();
+                        if now < next {
+                            let wait = next - now;
+                            if wait > 200e-6 {
+                                std::thread::sleep(Duration::from_secs_f64(wait - 100e-6));
+                            }
+                            continue;
+                        }
+                        match exec.try_submit(Request::new(vec![s.sample.clone()])) {
+                            Ok(f) => {
+                                submitted += 1;
+                                tx.send(f).context("waiter gone")?;
+                            }
+                            Err(_) => rejected += 1,
+                        }
+                        // Exponential inter-arrival times.
+                        next += -(1.0 - rng.f64()).ln() / share;
+                    }
+                    Ok((submitted, rejected))
+                })
+            })
+            .collect();
+        let (mut s, mut r) = (0, 0);
+        for h in handles {
+            let (a, b) = h
+                .join()
+                .map_err(|_| anyhow::anyhow!("generator panicked"))??;
+            s += a;
+            r += b;
         }
-        match exec.try_submit(Request::new(vec![s.sample.clone()])) {
-            Ok(f) => {
-                submitted += 1;
-                tx.send(f).context("waiter gone")?;
-            }
-            Err(_) => rejected += 1,
-        }
-        // Exponential inter-arrival times.
-        next += -(1.0 - rng.f64()).ln() / rate;
-    }
+        Ok((s, r))
+    })?;
     drop(tx);
     let (ok, failed, end) = waiter
         .join()
@@ -158,6 +216,8 @@ fn offered(s: &Setup, a: &Args, rate: f64) -> Result<serde_json::Value> {
         "failed": failed,
         "rejected": rejected,
         "mean_batch": m.mean_batch_size(),
+        "padded_rows": m.padded_rows,
+        "batches": m.batches,
         "latency_ms": {"p50": ms(m.latency.p50), "p90": ms(m.latency.p90),
                        "p99": ms(m.latency.p99), "max": ms(m.latency.max)},
         "queue_ms_p99": ms(m.queue_time.p99),
@@ -205,6 +265,9 @@ fn main() -> Result<()> {
                 max: at(a.max_batch),
             }],
         }],
+        workspace_limit: a
+            .workspace_mib
+            .map_or(BuildConfig::default().workspace_limit, |m| m << 20),
         ..BuildConfig::default()
     };
     let t = Instant::now();
@@ -228,21 +291,20 @@ fn main() -> Result<()> {
         input: vi.name.clone(),
         sample: HostTensor::from_slice(vi.name.clone(), &at(1), &values)?,
     };
-    // Warm-up: the first run of each batch size specialises its program (tens of ms, shared
-    // by every context of the engine); run each size once so no measurement pays for it.
+    // The first executor's instances run every graph batch size: each size's first run
+    // specialises a program (shared by every later context of the engine); captures are per
+    // context, so every executor below warms its own instances up at build (timed here too).
     let t = Instant::now();
     let warm = executor(&setup, &a)?;
-    for rows in 1..=a.max_batch {
-        let v: Vec<f32> = values.iter().copied().cycle().take(rows * n).collect();
-        let x = HostTensor::from_slice(vi.name.clone(), &at(rows), &v)?;
-        warm.infer(Request::new(vec![x]))
-            .map_err(|e| anyhow::anyhow!("warm-up at batch {rows}: {e}"))?;
-    }
+    let first_build_s = t.elapsed().as_secs_f64();
     warm.shutdown();
+    let t = Instant::now();
+    executor(&setup, &a)?.shutdown();
+    let warm_build_s = t.elapsed().as_secs_f64();
     println!(
-        "warm-up: batch sizes 1..={} specialised in {:.1} s",
-        a.max_batch,
-        t.elapsed().as_secs_f64()
+        "executor build: first {first_build_s:.2} s (specialisation + warm-up), later \
+         {warm_build_s:.2} s (warm-up and capture only); graphs {}",
+        a.graphs
     );
     capacity(&setup, &a, 1.0)?;
     let cap = capacity(&setup, &a, a.seconds)?;
@@ -262,6 +324,11 @@ fn main() -> Result<()> {
         "instances": a.instances,
         "max_queue_delay_us": a.delay_us,
         "capacity_per_s": cap,
+        "cuda_graphs": a.graphs,
+        "graph_sizes": a.graph_sizes,
+        "workspace_mib": a.workspace_mib,
+        "generators": a.generators,
+        "executor_build_s": {"first": first_build_s, "warm": warm_build_s},
         "points": points,
     });
     if let Some(out) = &a.out {

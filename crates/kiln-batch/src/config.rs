@@ -100,6 +100,10 @@ pub struct Config {
     pub default_priority: usize,
     pub preserve_ordering: bool,
     pub slo: Option<SloConfig>,
+    pub cuda_graphs: bool,
+    /// As given (empty: the default set, see [`Builder::graph_batch_sizes`]).
+    pub graph_batch_sizes: Vec<usize>,
+    pub warmup: bool,
 }
 
 /// Builds an [`Executor`]; see each method for its default.
@@ -123,6 +127,9 @@ impl Builder {
                 default_priority: 0,
                 preserve_ordering: false,
                 slo: None,
+                cuda_graphs: true,
+                graph_batch_sizes: Vec::new(),
+                warmup: true,
             },
         }
     }
@@ -205,6 +212,36 @@ impl Builder {
         self
     }
 
+    /// CUDA-graph replay on GPU instances whose backend supports it (default on; kiln-engine
+    /// does). Each instance then runs a batch at the smallest graph batch size that holds it
+    /// (see [`Builder::graph_batch_sizes`]), so a handful of captured graphs serve every
+    /// batch and a run costs one launch on the host instead of one call per layer. Off: each
+    /// batch runs at its own size, step by step. The padding rows cost GPU time, not host
+    /// time; models whose rows depend on each other (anything mixing across the batch dim)
+    /// must turn this off or list every size they accept.
+    pub fn cuda_graphs(mut self, on: bool) -> Builder {
+        self.config.cuda_graphs = on;
+        self
+    }
+
+    /// The batch sizes GPU batches run at with CUDA graphs (each within 1..=max_batch;
+    /// max_batch is always added). Default: powers of two below max_batch, the preferred batch
+    /// sizes and max_batch (for max_batch 64: 1, 2, 4, 8, 16, 32, 64; at most 2x the rows of
+    /// a batch are computed). List every size from 1 to max_batch for no padding at all (one
+    /// graph each).
+    pub fn graph_batch_sizes(mut self, sizes: impl Into<Vec<usize>>) -> Builder {
+        self.config.graph_batch_sizes = sizes.into();
+        self
+    }
+
+    /// Whether `build` runs every graph batch size on each GPU instance before returning
+    /// (largest first: specialisation, staging, arena and graph capture happen there, not on
+    /// the first requests). Default on; engines with symbolic non-batch dims skip it.
+    pub fn warmup(mut self, on: bool) -> Builder {
+        self.config.warmup = on;
+        self
+    }
+
     /// Checks the configuration against the engines, creates every instance and starts them.
     pub fn build(self) -> Result<Executor, BatchError> {
         Executor::start(self.config)
@@ -251,6 +288,101 @@ impl Config {
                 self.max_batch
             )));
         }
+        if let Some(&g) = self
+            .graph_batch_sizes
+            .iter()
+            .find(|&&g| g == 0 || g > self.max_batch)
+        {
+            return Err(config_error(format!(
+                "graph batch size {g} is not within 1..={}",
+                self.max_batch
+            )));
+        }
         Ok(())
+    }
+
+    /// The sizes GPU batches run at with CUDA graphs, ascending; the last is max_batch.
+    pub fn graph_sizes(&self) -> Vec<usize> {
+        let mut s: Vec<usize> = if self.graph_batch_sizes.is_empty() {
+            std::iter::successors(Some(1usize), |b| b.checked_mul(2))
+                .take_while(|&b| b < self.max_batch)
+                .chain(self.preferred_batch_sizes.iter().copied())
+                .collect()
+        } else {
+            self.graph_batch_sizes.clone()
+        };
+        s.push(self.max_batch);
+        s.retain(|&b| (1..=self.max_batch).contains(&b));
+        s.sort_unstable();
+        s.dedup();
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(max_batch: usize, preferred: &[usize], graphs: &[usize]) -> Config {
+        let engine: Arc<dyn Engine> = Arc::new(NoEngine);
+        let mut c = Builder::new(engine).config;
+        c.max_batch = max_batch;
+        c.preferred_batch_sizes = preferred.to_vec();
+        c.graph_batch_sizes = graphs.to_vec();
+        c
+    }
+
+    struct NoEngine;
+    impl Engine for NoEngine {
+        fn backend(&self) -> &str {
+            "none"
+        }
+        fn inputs(&self) -> &[kiln_core::TensorSpec] {
+            &[]
+        }
+        fn outputs(&self) -> &[kiln_core::TensorSpec] {
+            &[]
+        }
+        fn profiles(&self) -> &[kiln_core::OptimizationProfile] {
+            &[]
+        }
+        fn device_memory_size(
+            &self,
+            _: &[(&str, &[usize])],
+        ) -> Result<usize, kiln_core::BackendError> {
+            Ok(0)
+        }
+        fn create_context(
+            self: Arc<Self>,
+        ) -> Result<Box<dyn kiln_core::ExecutionContext>, kiln_core::BackendError> {
+            Err(kiln_core::BackendError::Unsupported {
+                backend: "none".into(),
+                what: "contexts".into(),
+            })
+        }
+    }
+
+    #[test]
+    fn default_graph_sizes_are_powers_of_two_preferred_and_max() {
+        assert_eq!(config(64, &[], &[]).graph_sizes(), [1, 2, 4, 8, 16, 32, 64]);
+        assert_eq!(
+            config(48, &[12], &[]).graph_sizes(),
+            [1, 2, 4, 8, 12, 16, 32, 48]
+        );
+        assert_eq!(config(1, &[], &[]).graph_sizes(), [1]);
+        // Given sizes replace the default set; max_batch is always there.
+        assert_eq!(config(64, &[], &[16, 8, 16]).graph_sizes(), [8, 16, 64]);
+    }
+
+    #[test]
+    fn graph_sizes_outside_the_batch_range_are_refused() {
+        for bad in [0, 65] {
+            let e = config(64, &[], &[8, bad]).validate().unwrap_err();
+            assert!(
+                e.to_string().contains(&format!("graph batch size {bad}")),
+                "{e}"
+            );
+        }
+        assert!(config(64, &[], &[1, 64]).validate().is_ok());
     }
 }

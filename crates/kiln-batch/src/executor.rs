@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 
 use crate::config::{Builder, Config, DeviceEngine, config_error};
 use crate::error::BatchError;
-use crate::instance::Instance;
+use crate::instance::{Instance, InstanceOptions};
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::queue::{Decision, Pending, Policy, Queue};
 use crate::request::{Outcome, Request, RequestMetrics, Responder, Response, ResponseFuture};
@@ -84,10 +84,18 @@ impl Executor {
                 )));
             }
         }
+        let graph_sizes = config.graph_sizes();
+        let opts = InstanceOptions {
+            layout: &layout,
+            max_batch: config.max_batch,
+            cuda_graphs: config.cuda_graphs,
+            graph_batch_sizes: &graph_sizes,
+            warmup: config.warmup,
+        };
         let mut instances = Vec::new();
         for dev in &config.devices {
             for _ in 0..config.instances_per_device {
-                instances.push(Instance::new(instances.len(), dev)?);
+                instances.push(Instance::new(instances.len(), dev, &opts)?);
             }
         }
         let mut policy = Policy {
@@ -105,7 +113,7 @@ impl Executor {
             Some(s) => {
                 let mut sizes = slo::candidate_sizes(config.max_batch, &policy.preferred);
                 sizes.dedup();
-                let measured = slo::measure(instances[0].context(), &layout, &sizes, s)?;
+                let measured = slo::measure(&mut instances[0], &layout, &sizes, s)?;
                 let plan = slo::plan(&measured, s.target, instances.len());
                 tracing::info!(?plan, "SLO plan");
                 policy = Policy {
@@ -450,6 +458,7 @@ fn run_batch(shared: &Shared, inst: &mut Instance, batch: Vec<Pending>) {
         meta.push((p.seq, p.tx, p.enqueued, p.delayed));
         parts.push(p.inputs);
     }
+    let padded_before = inst.padded_rows();
     let result = catch_unwind(AssertUnwindSafe(|| inst.run(parts, &rows))).unwrap_or_else(|p| {
         Err(BatchError::InstancePanicked {
             instance: inst.id,
@@ -457,6 +466,14 @@ fn run_batch(shared: &Shared, inst: &mut Instance, batch: Vec<Pending>) {
         })
     });
     let compute_time = start.elapsed();
+    let padded = inst.padded_rows().saturating_sub(padded_before);
+    if padded > 0 {
+        shared
+            .metrics
+            .counters
+            .padded_rows
+            .fetch_add(padded, Ordering::Relaxed);
+    }
     let n = meta.len();
     let metrics: Vec<RequestMetrics> = meta
         .iter()

@@ -55,6 +55,9 @@ pub struct MetricsSnapshot {
     pub delayed: u64,
     /// Requests waiting now.
     pub queue_depth: u64,
+    /// Rows computed only to fill a CUDA-graph batch size (GPU path; their outputs are
+    /// dropped). `padded_rows / (rows + padded_rows)` is the GPU work spent on padding.
+    pub padded_rows: u64,
     pub batches: u64,
     /// `batch_sizes[rows]`: how many batches had that many rows.
     pub batch_sizes: Vec<u64>,
@@ -110,6 +113,7 @@ pub(crate) struct Counters {
     pub undelivered: AtomicU64,
     pub delayed: AtomicU64,
     pub batches: AtomicU64,
+    pub padded_rows: AtomicU64,
 }
 
 pub(crate) struct Metrics {
@@ -205,6 +209,7 @@ impl Metrics {
             undelivered: get(&c.undelivered),
             delayed: get(&c.delayed),
             queue_depth: queue_depth as u64,
+            padded_rows: get(&c.padded_rows),
             batches: get(&c.batches),
             batch_sizes: h.batch_sizes.clone(),
             elapsed,
@@ -240,6 +245,13 @@ impl Metrics {
         let batches = Counter::<u64>::default();
         batches.inc_by(s.batches);
         reg.register("batches", "Batches run", batches);
+        let padded = Counter::<u64>::default();
+        padded.inc_by(s.padded_rows);
+        reg.register(
+            "padded_rows",
+            "Rows computed only to fill a CUDA-graph batch size",
+            padded,
+        );
         reg.register("batch_size", "Rows per batch", self.batch_hist.clone());
         let depth = Gauge::<i64>::default();
         depth.set(s.queue_depth as i64);

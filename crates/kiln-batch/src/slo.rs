@@ -11,11 +11,10 @@
 
 use std::time::{Duration, Instant};
 
-use kiln_core::{ExecutionContext, HostTensor};
-
 use crate::config::{SloConfig, config_error};
 use crate::error::BatchError;
-use crate::tensor::Layout;
+use crate::instance::Instance;
+use crate::tensor::{Layout, synthetic};
 
 /// The chosen operating point and what it was chosen from.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,9 +44,11 @@ pub(crate) fn candidate_sizes(max_batch: usize, preferred: &[usize]) -> Vec<usiz
     s
 }
 
-/// Times `runs_per_size` runs per batch size (after one warm-up) and keeps the medians.
+/// Times `runs_per_size` runs per batch size through `inst` (the path requests take: on a
+/// GPU the staging pipeline, with graphs when on), after one warm-up run, and keeps the
+/// medians.
 pub(crate) fn measure(
-    ctx: &mut dyn ExecutionContext,
+    inst: &mut Instance,
     layout: &Layout,
     sizes: &[usize],
     slo: &SloConfig,
@@ -61,50 +62,25 @@ pub(crate) fn measure(
                 layout.names.len()
             )));
         }
-        None => layout
-            .rest
-            .iter()
-            .zip(&layout.names)
-            .map(|(dims, name)| {
-                dims.iter()
-                    .map(|d| {
-                        d.ok_or_else(|| {
-                            config_error(format!(
-                                "input '{name}' has symbolic non-batch dims; give SloConfig::sample_dims"
-                            ))
-                        })
-                    })
-                    .collect()
-            })
-            .collect::<Result<_, _>>()?,
+        None => layout.known_rest().map_err(|name| {
+            config_error(format!(
+                "input '{name}' has symbolic non-batch dims; give SloConfig::sample_dims"
+            ))
+        })?,
     };
     let runs = slo.runs_per_size.max(1);
     let mut out = Vec::with_capacity(sizes.len());
     for &b in sizes {
-        let inputs: Vec<HostTensor> = layout
-            .names
-            .iter()
-            .zip(&layout.dtypes)
-            .zip(&rest)
-            .map(|((name, &dtype), rest)| {
-                let mut dims = vec![b];
-                dims.extend_from_slice(rest);
-                let mut t = HostTensor::zeros(name.clone(), dtype, &dims)
-                    .map_err(|source| BatchError::Backend { batch: b, source })?;
-                // Non-zero bytes: no backend gets a zero fast path while being timed.
-                t.data.iter_mut().for_each(|x| *x = 0x3c);
-                Ok(t)
-            })
-            .collect::<Result<_, BatchError>>()?;
-        let run = |ctx: &mut dyn ExecutionContext| {
-            ctx.execute_host(&inputs)
-                .map_err(|source| BatchError::Backend { batch: b, source })
-        };
-        run(ctx)?;
+        let inputs = synthetic(layout, &rest, b)?;
+        // Two untimed runs: the first specialises, the second captures a graph where on.
+        for _ in 0..2 {
+            inst.run(vec![inputs.clone()], &[b])?;
+        }
         let mut times = Vec::with_capacity(runs);
         for _ in 0..runs {
+            let parts = vec![inputs.clone()];
             let t = Instant::now();
-            run(ctx)?;
+            inst.run(parts, &[b])?;
             times.push(t.elapsed());
         }
         times.sort_unstable();

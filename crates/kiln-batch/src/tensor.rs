@@ -62,6 +62,16 @@ impl Layout {
         Ok(l)
     }
 
+    /// Every input's non-batch dims when the engine fixes them all; otherwise the name of an
+    /// input with a symbolic one.
+    pub fn known_rest(&self) -> Result<Vec<Vec<usize>>, String> {
+        self.rest
+            .iter()
+            .zip(&self.names)
+            .map(|(dims, name)| dims.iter().map(|d| d.ok_or_else(|| name.clone())).collect())
+            .collect()
+    }
+
     /// Puts the request's tensors in engine order and returns them with the batch size.
     pub fn check(
         &self,
@@ -153,6 +163,45 @@ impl Layout {
         }
         Ok((ordered, rows))
     }
+}
+
+/// Made-up inputs of `rows` rows (non-batch dims `rest`, engine order) for warm-up and SLO
+/// measurement: floating-point inputs hold a small non-zero value (no backend gets a zero fast
+/// path while being timed), integer and boolean inputs zeros (valid indices and ids).
+pub(crate) fn synthetic(
+    layout: &Layout,
+    rest: &[Vec<usize>],
+    rows: usize,
+) -> Result<Vec<HostTensor>, BatchError> {
+    layout
+        .names
+        .iter()
+        .zip(&layout.dtypes)
+        .zip(rest)
+        .map(|((name, &dtype), rest)| {
+            let mut dims = vec![rows];
+            dims.extend_from_slice(rest);
+            let mut t = HostTensor::zeros(name.clone(), dtype, &dims).map_err(|source| {
+                BatchError::Backend {
+                    batch: rows,
+                    source,
+                }
+            })?;
+            let one: Option<Vec<u8>> = match dtype {
+                DataType::F32 => Some(0.5f32.to_le_bytes().to_vec()),
+                DataType::F64 => Some(0.5f64.to_le_bytes().to_vec()),
+                DataType::F16 => Some(half::f16::from_f32(0.5).to_le_bytes().to_vec()),
+                DataType::BF16 => Some(half::bf16::from_f32(0.5).to_le_bytes().to_vec()),
+                _ => None,
+            };
+            if let Some(one) = one {
+                for chunk in t.data.chunks_exact_mut(one.len()) {
+                    chunk.copy_from_slice(&one);
+                }
+            }
+            Ok(t)
+        })
+        .collect()
 }
 
 /// Whether two requests (tensors in engine order) can share a batch: same dims after dim 0.

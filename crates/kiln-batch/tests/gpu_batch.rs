@@ -2,7 +2,9 @@
 //! (pinned staging, H2D on the copy stream, enqueue on the compute stream, D2H back) answers
 //! every request of many concurrent callers with the rows that request alone gives on the CPU
 //! reference, at fp32 and fp16, with several instances on one GPU; the counts add up after
-//! shutdown.
+//! shutdown. With CUDA graphs on (the default) batches run padded to the graph batch sizes
+//! (default and custom sets), and padding must happen and never leak into answers; with
+//! graphs off nothing is padded.
 //!
 //! Without a CUDA device every test is reported as skipped; `KILN_GPU_REQUIRED=1` makes a
 //! missing device a failure. `KILN_FIXTURES_DIR` points at the fixtures when the binary runs
@@ -27,9 +29,36 @@ struct Ctx {
 type TestFn = fn(&Ctx) -> Result<()>;
 
 const TESTS: &[(&str, TestFn)] = &[
-    ("mlp_fp32_two_instances", mlp_fp32_two_instances),
-    ("cnn_fp16_three_instances", cnn_fp16_three_instances),
+    ("mlp_fp32_two_instances", |c| {
+        run_case(c, "mlp_legacy", Precision::Fp32, 2, Graphs::Default, 1e-5)
+    }),
+    ("cnn_fp16_three_instances", |c| {
+        run_case(c, "cnn_legacy", Precision::Fp16, 3, Graphs::Default, 1e-2)
+    }),
+    ("cnn_fp32_no_graphs", |c| {
+        run_case(c, "cnn_legacy", Precision::Fp32, 2, Graphs::Off, 1e-5)
+    }),
+    ("mlp_fp16_custom_graph_sizes", |c| {
+        run_case(
+            c,
+            "mlp_legacy",
+            Precision::Fp16,
+            2,
+            Graphs::Sizes(&[3, 10]),
+            1e-2,
+        )
+    }),
 ];
+
+/// How the executor is set up for CUDA graphs.
+#[derive(Clone, Copy)]
+enum Graphs {
+    /// On, default graph batch sizes.
+    Default,
+    /// On, these graph batch sizes (max_batch is added).
+    Sizes(&'static [usize]),
+    Off,
+}
 
 fn main() -> ExitCode {
     kiln_cuda::gpu_test::run(
@@ -46,14 +75,6 @@ fn setup() -> Result<Ctx> {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures"));
     Ok(Ctx { device, fixtures })
-}
-
-fn mlp_fp32_two_instances(ctx: &Ctx) -> Result<()> {
-    run_case(ctx, "mlp_legacy", Precision::Fp32, 2, 1e-5)
-}
-
-fn cnn_fp16_three_instances(ctx: &Ctx) -> Result<()> {
-    run_case(ctx, "cnn_legacy", Precision::Fp16, 3, 1e-2)
 }
 
 /// The fixture's single input with a dynamic batch dim: `(name, dims after the batch)`.
@@ -86,6 +107,7 @@ fn run_case(
     fixture: &str,
     precision: Precision,
     instances: usize,
+    graphs: Graphs,
     tol: f64,
 ) -> Result<()> {
     const MAX_BATCH: usize = 16;
@@ -111,13 +133,23 @@ fn run_case(
     let engine: Arc<Engine> = Engine::from_plan(&ctx.device, &plan)?;
     let reference = Arc::new(kiln_reference::CpuEngine::new(graph.clone())?);
     let engine: Arc<dyn kiln_core::Engine> = engine;
-    let exec = Executor::builder(engine.clone())
+    let mut builder = Executor::builder(engine.clone())
         .max_batch(MAX_BATCH)
         .max_queue_delay(Duration::from_micros(500))
         .instances_per_gpu(instances)
         .devices(vec![DeviceEngine::gpu(0, engine)])
-        .queue_capacity(4096)
-        .build()?;
+        .queue_capacity(4096);
+    builder = match graphs {
+        Graphs::Default => builder,
+        Graphs::Sizes(s) => builder.graph_batch_sizes(s),
+        Graphs::Off => builder.cuda_graphs(false),
+    };
+    let started = std::time::Instant::now();
+    let exec = builder.build()?;
+    println!(
+        "    executor built (instances warmed up) in {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
     let exec = Arc::new(exec);
     let row: usize = rest.iter().product();
     let worst = std::thread::scope(|s| -> Result<f64> {
@@ -170,13 +202,19 @@ fn run_case(
     let m = &report.metrics;
     println!(
         "    {fixture} {}: {} requests, {} batches (mean {:.2} rows), worst rel-L2 {worst:.2e}, \
-         p99 latency {:?}",
+         p99 latency {:?}, padded rows {}",
         precision.name(),
         report.completed,
         m.batches,
         m.mean_batch_size(),
-        m.latency.p99
+        m.latency.p99,
+        m.padded_rows
     );
+    match graphs {
+        Graphs::Off => ensure!(m.padded_rows == 0, "{} rows padded", m.padded_rows),
+        // Random batches of 1..=40 rows capped at 16 fill few sizes exactly.
+        _ => ensure!(m.padded_rows > 0, "graphs on, yet no batch was padded"),
+    }
     let n = (THREADS * (PER_THREAD / 10) * 10) as u64;
     ensure!(
         report.accepted == n && report.completed == n && report.lost == 0,

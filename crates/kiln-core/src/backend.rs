@@ -255,6 +255,13 @@ pub trait ExecutionContext: Send {
             what: format!("device bindings (tensor '{name}'); use execute_host"),
         })
     }
+    /// Turns replay of captured runs (CUDA graphs) on or off and says whether the backend
+    /// does it: `false` means runs are always issued step by step (the default). With replay
+    /// on, a run whose shapes and bound addresses were seen before is one graph launch, so a
+    /// caller that wants it must keep its bindings stable (e.g. fixed staging buffers).
+    fn set_cuda_graphs(&mut self, _on: bool) -> bool {
+        false
+    }
     /// Enqueues one run on `stream` and returns without waiting.
     ///
     /// # Safety

@@ -29,17 +29,50 @@ pub struct ExecutionContext {
 /// What a captured run depends on: the input shapes and every address it touches.
 type GraphKey = (ShapeKey, Vec<u64>, Vec<u64>, u64, u64);
 
-/// CUDA-graph replay of runs (off by default; [`ExecutionContext::set_cuda_graphs`]). A run
-/// whose shapes and addresses match the previous run's is captured into a graph once, then
-/// replayed with one launch: the host cost of a run no longer grows with its step count.
+/// Graphs a context keeps by default ([`ExecutionContext::set_max_graphs`]).
+pub const DEFAULT_MAX_GRAPHS: usize = 16;
+
+/// CUDA-graph replay of runs (off by default; [`ExecutionContext::set_cuda_graphs`]). Each
+/// distinct run (shapes and every address it touches) is run step by step once, captured
+/// into a graph the second time, then replayed with one launch: the host cost of a run no
+/// longer grows with its step count. Up to `max` graphs are kept (least recently used go
+/// first), so a caller alternating between a few shapes (a batcher's batch sizes) replays
+/// each of them.
 #[derive(Default)]
 struct GraphState {
     enabled: bool,
-    /// The last run made without a graph (the one before a capture warms up modules,
-    /// tactics and workspaces).
-    warm: Option<GraphKey>,
-    cached: Option<(GraphKey, kiln_cuda::Graph)>,
+    /// Most graphs kept (0: [`DEFAULT_MAX_GRAPHS`]).
+    max: usize,
+    /// Runs made once without a graph, most recent last (the run before a capture warms up
+    /// modules, tactics and workspaces).
+    warm: Vec<GraphKey>,
+    /// Captured graphs with the tick of their last use.
+    cached: Vec<(GraphKey, kiln_cuda::Graph, u64)>,
+    tick: u64,
     captures: usize,
+}
+
+impl GraphState {
+    fn max(&self) -> usize {
+        if self.max == 0 {
+            DEFAULT_MAX_GRAPHS
+        } else {
+            self.max
+        }
+    }
+
+    /// Forgets graphs and warm runs made with another arena or workspace: those buffers were
+    /// replaced (grown), so the graphs point at memory the context no longer owns.
+    fn retain_current(&mut self, key: &GraphKey) {
+        let same = |k: &GraphKey| k.3 == key.3 && k.4 == key.4;
+        self.cached.retain(|(k, _, _)| same(k));
+        self.warm.retain(same);
+    }
+
+    fn clear(&mut self) {
+        self.cached.clear();
+        self.warm.clear();
+    }
 }
 
 impl ExecutionContext {
@@ -114,20 +147,36 @@ impl ExecutionContext {
 
     /// Turns CUDA-graph replay on or off (off by default). On: the first run at given shapes
     /// and bindings runs step by step, the second is captured into a graph and launched, later
-    /// identical runs replay it; a change of shapes or of any bound, arena or workspace
-    /// address starts over. If capture fails (a library call that cannot be captured) the
+    /// identical runs replay it; up to [`ExecutionContext::set_max_graphs`] distinct runs keep
+    /// their graphs. Growing the arena or the workspace (a larger shape) drops the graphs made
+    /// with the old buffers. If capture fails (a library call that cannot be captured) the
     /// context says so in the log and runs without graphs.
     pub fn set_cuda_graphs(&mut self, on: bool) {
         self.graphs.enabled = on;
         if !on {
-            self.graphs.cached = None;
-            self.graphs.warm = None;
+            self.graphs.clear();
         }
     }
 
-    /// Whether CUDA-graph replay is on, and how many graphs the context has captured.
+    /// How many captured graphs the context keeps (default [`DEFAULT_MAX_GRAPHS`]; at least
+    /// 1); the least recently used go first.
+    pub fn set_max_graphs(&mut self, n: usize) {
+        self.graphs.max = n.max(1);
+        let max = self.graphs.max;
+        while self.graphs.cached.len() > max {
+            evict_lru(&mut self.graphs.cached);
+        }
+    }
+
+    /// Whether CUDA-graph replay is on, and how many graphs the context has captured so far
+    /// (captures, not graphs kept: a graph dropped and captured again counts twice).
     pub fn cuda_graphs(&self) -> (bool, usize) {
         (self.graphs.enabled, self.graphs.captures)
+    }
+
+    /// How many captured graphs the context holds now.
+    pub fn cuda_graphs_kept(&self) -> usize {
+        self.graphs.cached.len()
     }
 
     /// One run on the context's stream with a pair of timing events around every step; waits
@@ -295,6 +344,17 @@ impl ExecutionContext {
     }
 }
 
+fn evict_lru(cached: &mut Vec<(GraphKey, kiln_cuda::Graph, u64)>) {
+    if let Some(i) = cached
+        .iter()
+        .enumerate()
+        .min_by_key(|(_, (_, _, t))| *t)
+        .map(|(i, _)| i)
+    {
+        cached.swap_remove(i);
+    }
+}
+
 /// One run with CUDA-graph replay (see [`GraphState`]).
 fn run_graphed(
     engine: &Engine,
@@ -304,19 +364,24 @@ fn run_graphed(
     g: &mut GraphState,
     key: GraphKey,
 ) -> Result<()> {
-    if let Some((k, graph)) = g.cached.as_mut()
-        && *k == key
-    {
+    g.tick += 1;
+    let tick = g.tick;
+    if let Some((_, graph, used)) = g.cached.iter_mut().find(|(k, _, _)| *k == key) {
+        *used = tick;
         return Ok(graph.launch(stream)?);
     }
-    if g.warm.as_ref() != Some(&key) {
-        g.cached = None;
+    g.retain_current(&key);
+    let Some(w) = g.warm.iter().position(|k| *k == key) else {
         exec::run(engine, program, addrs, stream)?;
-        g.warm = Some(key);
+        if g.warm.len() >= g.max() {
+            g.warm.remove(0);
+        }
+        g.warm.push(key);
         return Ok(());
-    }
-    // The same run as the last one: capture it. A step failing now failed in the warm run
-    // too unless capture is what it refused, so any failure here turns graphs off.
+    };
+    g.warm.remove(w);
+    // A run made once already: capture it. A step failing now failed in the warm run too
+    // unless capture is what it refused, so any failure here turns graphs off.
     let mut step_error = None;
     let captured = kiln_cuda::graph::capture(stream, |s| {
         if let Err(e) = exec::run(engine, program, addrs, s) {
@@ -333,14 +398,17 @@ fn run_graphed(
                 .unwrap_or_default();
             tracing::warn!(%why, "CUDA graph capture failed; this context runs without graphs");
             g.enabled = false;
-            g.warm = None;
+            g.clear();
             return exec::run(engine, program, addrs, stream);
         }
     };
     let mut graph = graph;
     graph.launch(stream)?;
     g.captures += 1;
-    g.cached = Some((key, graph));
+    if g.cached.len() >= g.max() {
+        evict_lru(&mut g.cached);
+    }
+    g.cached.push((key, graph, tick));
     Ok(())
 }
 
@@ -364,6 +432,11 @@ impl kiln_core::ExecutionContext for ExecutionContext {
     }
 
     fn supports_device_io(&self) -> bool {
+        true
+    }
+
+    fn set_cuda_graphs(&mut self, on: bool) -> bool {
+        ExecutionContext::set_cuda_graphs(self, on);
         true
     }
 

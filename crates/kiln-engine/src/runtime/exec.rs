@@ -61,7 +61,7 @@ impl Run<'_> {
                 .engine
                 .weights
                 .get(name)
-                .or_else(|| self.prep.extra.get(name))
+                .or_else(|| self.prep.extra.get(name).map(|b| b.as_ref()))
                 .map(|b| b.device_ptr())
                 .ok_or_else(|| EngineError::BadPlan(format!("weight '{name}' is not loaded")))?,
             Storage::Arena(off) => {

@@ -20,7 +20,7 @@ mod prepare;
 pub mod profile;
 pub mod timing;
 
-pub use context::ExecutionContext;
+pub use context::{DEFAULT_MAX_GRAPHS, ExecutionContext};
 pub(crate) use prepare::Prepared;
 pub use prepare::{
     BuildReport, KERNEL_SEP, finish_build, finish_build_report, kernel_binaries, kernel_sections,
@@ -57,6 +57,10 @@ pub struct Engine {
     /// Tactics by description: the plan's, plus those chosen for shapes met later.
     pub(crate) tactics: Mutex<libs::Tactics>,
     programs: Mutex<HashMap<ShapeKey, Arc<Prepared>>>,
+    /// Initialisers made by specialisation, shared by every program that made the same bytes
+    /// under the same name (NHWC weights do not depend on the batch size): one upload and one
+    /// copy on the device however many shapes are specialised.
+    pub(crate) derived: Mutex<HashMap<prepare::DerivedKey, Arc<DeviceBuffer>>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -148,6 +152,7 @@ impl Engine {
             dnn_handle,
             tactics: Mutex::new(tactics),
             programs: Mutex::new(HashMap::new()),
+            derived: Mutex::new(HashMap::new()),
         }))
     }
 

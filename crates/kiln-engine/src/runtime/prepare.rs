@@ -28,13 +28,27 @@ const HOST_CONST_MAX: usize = 1 << 16;
 /// Separates module, target and NVRTC version in a kernel section's name.
 pub const KERNEL_SEP: char = '|';
 
+/// What identifies an initialiser made by specialisation: its name, byte length and two
+/// CRC-32s of its bytes (different seeds: a 64-bit content check).
+pub(crate) type DerivedKey = (String, usize, u32, u32);
+
+fn derived_key(name: &str, bytes: &[u8]) -> DerivedKey {
+    let crc = |seed: u32| {
+        let mut h = crc32fast::Hasher::new_with_initial(seed);
+        h.update(bytes);
+        h.finalize()
+    };
+    (name.to_string(), bytes.len(), crc(0), crc(0x9e37_79b9))
+}
+
 /// A program ready to run.
 pub(crate) struct Prepared {
     pub program: Program,
     /// Host values of small initialisers (Slice starts, Pad pads, Clip bounds, ...).
     pub consts: HashMap<String, kiln_onnx::Tensor>,
-    /// Initialisers that specialisation created (folded constants), on the device.
-    pub extra: HashMap<String, DeviceBuffer>,
+    /// Initialisers that specialisation created (folded constants, NHWC weights), on the
+    /// device; shared with other programs that made the same bytes (`Engine::derived`).
+    pub extra: HashMap<String, Arc<DeviceBuffer>>,
     /// The library call of each step (`None`: not a library step).
     pub libs: Vec<Option<LibCall>>,
     /// Most workspace any library step needs.
@@ -170,8 +184,24 @@ pub(crate) fn prepare(engine: &Engine, shapes: &[(String, Vec<usize>)]) -> Resul
         }
         if !engine.weights.contains_key(t.name()) {
             let bytes = weight_bytes(t, engine.compute)?;
-            let mut buf = engine.alloc.alloc(bytes.len().max(1), &stream)?;
-            kiln_cuda::copy::htod(&stream, &bytes, &mut buf)?;
+            let key = derived_key(t.name(), &bytes);
+            let known = engine
+                .derived
+                .lock()
+                .ok()
+                .and_then(|m| m.get(&key).cloned());
+            let buf = match known {
+                Some(b) => b,
+                None => {
+                    let mut buf = engine.alloc.alloc(bytes.len().max(1), &stream)?;
+                    kiln_cuda::copy::htod(&stream, &bytes, &mut buf)?;
+                    let buf = Arc::new(buf);
+                    if let Ok(mut m) = engine.derived.lock() {
+                        m.entry(key).or_insert_with(|| buf.clone());
+                    }
+                    buf
+                }
+            };
             extra.insert(t.name().to_string(), buf);
         }
     }
