@@ -10,6 +10,7 @@ use clap::{ArgAction, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 mod cmd;
+mod engine_source;
 mod human;
 mod tensors;
 
