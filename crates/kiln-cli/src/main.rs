@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{ArgAction, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+mod bench;
 mod cmd;
 mod engine_source;
 mod human;
