@@ -1,7 +1,8 @@
 //! `cargo xtask <command>`: the project's task runner (the alias is in .cargo/config.toml).
 //!
 //! - `test`: formatting, clippy and the whole workspace's tests; what CI runs (`.ci/run`).
-//! - `build-engines`: build the engines of the fixtures (needs kiln-engine, issue 5, and a GPU).
+//! - `build-engines`: the fixtures' engines for each precision into target/engines/ (needs a GPU).
+//! - `compare`: kiln beside PyTorch on the zoo, as a script for the GPU machine (`compare.sh`).
 //! - `conformance`: the ONNX backend test data through the loader and kiln-reference.
 //! - `fuzz`: the cargo-fuzz targets in fuzz/.
 //! - `device-bundle`: GPU tests, benches and the CLI, built and packed for the GPU machine.
@@ -12,8 +13,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bundle;
+mod compare;
+mod engines;
 mod fuzz;
-mod pending;
 mod steps;
 
 #[derive(Debug, Parser)]
@@ -27,8 +29,14 @@ struct Cli {
 enum Command {
     /// cargo fmt --check, cargo clippy -D warnings and cargo test, for the whole workspace.
     Test,
-    /// Build the fixtures' engines (needs the kiln-engine crate, issue 5, and a CUDA GPU).
-    BuildEngines,
+    /// Build every model's engines (fixtures/ or --models DIR) for each precision into
+    /// target/engines/ with manifest.json, through the `kiln` CLI; up-to-date ones are reused.
+    /// Needs a CUDA GPU (without one it says so and fails).
+    BuildEngines(engines::Args),
+    /// kiln against PyTorch (eager, CUDA graph, torch.compile) on the zoo: writes
+    /// target/device/compare.sh for the GPU machine, or merges its results (--merge DIR) into
+    /// target/compare/compare.{md,png}.
+    Compare(compare::Args),
     /// Run the ONNX backend test data through the loader and CPU reference, by allow-list;
     /// writes target/conformance/report.{json,md}.
     Conformance(ConformanceArgs),
@@ -79,7 +87,8 @@ fn main() -> ExitCode {
     let root = workspace_root();
     let result = match cli.command {
         Command::Test => steps::run(&root, &steps::test_steps()),
-        Command::BuildEngines => pending::build_engines(&root),
+        Command::BuildEngines(args) => engines::run(&root, &args),
+        Command::Compare(args) => compare::run(&root, &args),
         Command::Conformance(args) => conformance(&root, &args),
         Command::Fuzz(args) => fuzz::run(&root, &args),
         Command::DeviceBundle => bundle::run(&root),
