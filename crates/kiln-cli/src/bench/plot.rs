@@ -2,8 +2,9 @@
 //! and, with a profile, a bar chart of the slowest steps. Drawn with plotters' bitmap backend.
 //!
 //! Text needs a font: the first usable TTF among `$KILN_PLOT_FONT` and the system font folders
-//! (`/usr/share/fonts`, ...) is registered at run time. Without one the plot is drawn without
-//! any text (bars and axes only) and a note says so. Host code; tested on synthetic data.
+//! (`/usr/share/fonts`, ...) is registered at run time. Without one (the GPU machines have
+//! none: carry a TTF and point `KILN_PLOT_FONT` at it) the plot is drawn without any text
+//! (bars and axes only) and a note says so. Host code; tested on synthetic data.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -197,12 +198,14 @@ fn histograms(area: &Area<'_>, title: &str, samples: &Samples, font: Option<&str
     let ymax = counts.iter().flatten().copied().max().unwrap_or(1).max(1) as f64 * 1.08;
     let mut builder = ChartBuilder::on(area);
     builder.margin(12);
-    if let Some(f) = font {
-        builder
+    match font {
+        Some(f) => builder
             .caption(title, (f, 22))
             .x_label_area_size(40)
-            .y_label_area_size(60);
-    }
+            .y_label_area_size(60),
+        // Thin label areas keep the axis lines without any text.
+        None => builder.x_label_area_size(6).y_label_area_size(6),
+    };
     let mut chart = builder.build_cartesian_2d(lo..hi, 0f64..ymax)?;
     let mut mesh = chart.configure_mesh();
     match font {
@@ -261,6 +264,8 @@ fn step_bars(area: &Area<'_>, p: &ProfileReport, font: Option<&str>) -> DrawResu
             )
             .x_label_area_size(40)
             .y_label_area_size(20);
+    } else {
+        builder.x_label_area_size(6).y_label_area_size(6);
     }
     // Room on the right for the labels drawn after each bar.
     let mut chart = builder.build_cartesian_2d(0f64..max_ms * 1.9, 0f64..k)?;

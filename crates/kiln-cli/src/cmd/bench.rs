@@ -7,8 +7,9 @@
 //! plan is loaded). Then, per `--backend`:
 //! - `kiln` (GPU; the default `auto` picks it when a CUDA device is found): [`crate::bench::gpu`]
 //!   times H2D, GPU compute, D2H with CUDA events, the enqueue call and the host latency of
-//!   each iteration, on `--streams` contexts at once. GPU-only: untested on the CPU-only
-//!   development machine; without a GPU `--backend kiln` fails with an error saying so.
+//!   each iteration, on `--streams` contexts at once. GPU-only: no CPU test covers it (it ran
+//!   on an H200, see that module's doc); without a GPU `--backend kiln` fails with an error
+//!   saying so.
 //! - `cpu` (or `auto` without a GPU): [`crate::bench::host`] times `execute_host` on kiln's
 //!   CPU reference; only host latency exists there, and a note says the GPU columns need a
 //!   CUDA device. Works anywhere (CI).
