@@ -4,7 +4,9 @@
 //! binaries travel. This builds the release GPU test binaries (every test target whose name is
 //! `gpu`) and GPU benches (examples named `*_bench`), the `kiln` CLI, strips them, and writes
 //! `run.sh`, which runs every GPU test with `KILN_GPU_REQUIRED=1` (a missing GPU is a failure
-//! there), then every bench (JSON into `$OUT` when set), and prints a summary. What is carried
+//! there), then every bench (JSON into `$OUT` when set), and prints a summary. It also carries
+//! the criterion `engines` bench as `bin/criterion-engines` (run by hand with `--bench`) and
+//! writes `compare.sh` (`cargo xtask compare`'s script, default lists). What is carried
 //! must stay under 60 MiB: a larger bundle is also packed as `target/device.tar.xz` (xz), and
 //! that must fit.
 
@@ -96,6 +98,23 @@ pub fn run(root: &Path) -> Result<()> {
             picked.push((short, exe));
         }
     }
+    // The criterion GPU bench (benches/benches/engines.rs): carried, not run by run.sh (it
+    // takes long); run it there as `bin/criterion-engines --bench`.
+    for (kind, _, exe) in build_executables(
+        root,
+        &[
+            "bench",
+            "--no-run",
+            "-p",
+            "kiln-benches",
+            "--bench",
+            "engines",
+        ],
+    )? {
+        if kind == "bench" {
+            picked.push(("criterion-engines".to_string(), exe));
+        }
+    }
     if picked.is_empty() {
         bail!("no GPU test or bench binaries were built");
     }
@@ -115,6 +134,8 @@ pub fn run(root: &Path) -> Result<()> {
         }
     }
     fs::write(dir.join("run.sh"), run_script(&tests, &benches))?;
+    // kiln against PyTorch with the default lists (`cargo xtask compare` rewrites it).
+    crate::compare::write_script(&dir, &crate::compare::Args::default())?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

@@ -591,7 +591,11 @@ fn build_model(
             .ok()
             .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
             .unwrap_or(Value::Null);
-        if let Some(r_gpu) = report.get("gpu").and_then(Value::as_str)
+        // `gpu` is `{name, ...}` in `kiln build --report`; a plain string is read too.
+        let r_gpu = report
+            .get("gpu")
+            .and_then(|g| g.get("name").unwrap_or(g).as_str());
+        if let Some(r_gpu) = r_gpu
             && !r_gpu.contains(&gpu.name)
             && !gpu.name.contains(r_gpu)
         {
