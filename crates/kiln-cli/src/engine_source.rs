@@ -23,10 +23,6 @@
 //! error saying so. TensorRT goes through kiln-nvinfer and fails with its "not installed"
 //! error where TensorRT is absent. Notes go to stderr, so stdout stays clean for JSON.
 
-// Some items serve only `kiln bench` (written beside this module); until every user has
-// landed, unused ones are not warnings.
-#![allow(dead_code)]
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -318,6 +314,11 @@ impl BuildFlags {
         for n in &notes {
             note(n);
         }
+        if self.timing_cache.is_some() || self.kernel_cache.is_some() {
+            note(
+                "--timing-cache and --kernel-cache apply to the kiln backend; TensorRT ignores them",
+            );
+        }
         Ok(kiln_nvinfer::BuildOptions {
             workspace: self.workspace,
             precision: self.precision(),
@@ -417,8 +418,8 @@ impl Resolved {
 /// The error of the kiln backend on a machine without a usable CUDA device.
 pub fn no_gpu_error(reason: &dyn std::fmt::Display) -> anyhow::Error {
     anyhow::anyhow!(
-        "the kiln backend needs a CUDA GPU, and none is usable here ({reason}); run on a machine \
-         with an NVIDIA GPU and driver, or pass --backend cpu for the CPU reference"
+        "a CUDA GPU is required for the kiln backend, and none is usable here ({reason}); run on \
+         a machine with an NVIDIA GPU and driver, or pass --backend cpu for the CPU reference"
     )
 }
 
@@ -455,6 +456,16 @@ pub enum FileKind {
     KilnPlan,
     /// Anything else: a TensorRT engine when `--backend tensorrt`, else an error.
     Other,
+}
+
+impl FileKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            FileKind::Onnx => "onnx model",
+            FileKind::KilnPlan => "kiln plan",
+            FileKind::Other => "tensorrt engine",
+        }
+    }
 }
 
 /// Classifies `path` by its first bytes (kiln plans start with `KILNPLAN`) and extension.
@@ -549,7 +560,6 @@ pub struct Opened {
     pub model: Option<Graph>,
     /// The concrete kiln engine (kiln backend), for device-level work (bench, profiles).
     pub kiln: Option<Arc<kiln_engine::Engine>>,
-    pub device: Option<Arc<kiln_cuda::Device>>,
 }
 
 /// Opens `path` with `flags`: an ONNX model is built now (kiln, TensorRT) or prepared for the
@@ -567,6 +577,12 @@ pub fn open(path: &Path, flags: &BuildFlags) -> Result<Opened> {
     }
     let backend = resolve_backend(flags)?;
     let name = backend.name();
+    if matches!(backend, Resolved::Cpu) && flags.precision() != Precision::Fp32 {
+        note(&format!(
+            "the cpu backend computes in fp32; --{} applies to GPU builds only",
+            flags.precision()
+        ));
+    }
     let opened = |engine: Arc<dyn kiln_core::Engine>| Opened {
         engine,
         backend: name,
@@ -576,12 +592,10 @@ pub fn open(path: &Path, flags: &BuildFlags) -> Result<Opened> {
         device_name: "CPU".into(),
         model: None,
         kiln: None,
-        device: None,
     };
     let on_gpu = |engine: Arc<kiln_engine::Engine>, device: Arc<kiln_cuda::Device>| Opened {
         device_name: device.info().name.clone(),
         kiln: Some(engine.clone()),
-        device: Some(device),
         ..opened(engine)
     };
     Ok(match (kind, backend) {

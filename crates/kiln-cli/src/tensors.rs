@@ -1,14 +1,12 @@
-//! Tensors on the command line: `.npy` files in and out, seeded random inputs, shapes given
-//! as `name:1x3x224x224`, and the comparison of outputs with expected ones.
+//! Tensors on the command line: `.npy` files in and out, seeded random inputs, and the
+//! comparison of outputs with expected ones (shapes are parsed in `engine_source`).
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufReader, BufWriter};
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use kiln_core::{DataType, Dim, Shape};
-use kiln_onnx::ValueInfo;
+use kiln_core::DataType;
 use kiln_reference::Value;
 use ndarray::{ArrayD, IxDyn};
 use ndarray_npy::{ReadNpyExt, WriteNpyExt};
@@ -72,56 +70,6 @@ pub fn write_npy(path: &Path, v: &Value) -> Result<()> {
         Value::Bool(a) => a.write_npy(f),
     };
     r.with_context(|| format!("writing {}", path.display()))
-}
-
-/// `name:1x3x224x224` pairs, comma-separated or repeated.
-pub fn parse_shapes(specs: &[String]) -> Result<HashMap<String, Vec<usize>>> {
-    let mut out = HashMap::new();
-    for spec in specs.iter().flat_map(|s| s.split(',')) {
-        let (name, dims) = spec.rsplit_once(':').with_context(|| {
-            format!("shape '{spec}' should be NAME:DIMS, e.g. input:1x3x224x224")
-        })?;
-        let shape = Shape::parse(dims)?;
-        let known = shape
-            .as_known()
-            .with_context(|| format!("shape '{spec}' must give every dim as a number"))?;
-        out.insert(name.to_string(), known);
-    }
-    Ok(out)
-}
-
-/// The concrete shape of input `vi`: from `--shapes`, else the declared shape with symbolic
-/// dims set to 1 (reported on stderr).
-pub fn concrete_shape(vi: &ValueInfo, given: &HashMap<String, Vec<usize>>) -> Result<Vec<usize>> {
-    if let Some(s) = given.get(&vi.name) {
-        return Ok(s.clone());
-    }
-    let Some(shape) = &vi.shape else {
-        bail!(
-            "input '{}' has no declared shape: give one with --shapes {}:DIMS",
-            vi.name,
-            vi.name
-        );
-    };
-    let mut dims = Vec::with_capacity(shape.rank());
-    for d in shape.dims() {
-        dims.push(match d {
-            Dim::Known(n) => *n,
-            Dim::Symbol(s) => {
-                eprintln!(
-                    "note: input '{}' dim '{s}' set to 1 (use --shapes to choose)",
-                    vi.name
-                );
-                1
-            }
-            Dim::Unknown => bail!(
-                "input '{}' has an unknown dim: give its shape with --shapes {}:DIMS",
-                vi.name,
-                vi.name
-            ),
-        });
-    }
-    Ok(dims)
 }
 
 /// Seeded random data: floats uniform in [-1, 1), integers in [0, 100), bools fair coins.

@@ -1,4 +1,6 @@
 //! `kiln inspect MODEL.onnx [--json]`: what a model holds, as text or as one JSON object.
+//! Engine files (kiln plans, by their magic or an engine extension) go to
+//! [`super::inspect_engine`].
 //!
 //! Loading goes through [`kiln_onnx::load`], so inspect sees exactly what the builder will see.
 //! Ops kiln does not implement are listed, not treated as errors: inspect is how one finds out.
@@ -18,7 +20,7 @@ use crate::human;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The ONNX model file.
+    /// The ONNX model file, or an engine file (a kiln plan made by `kiln build`).
     pub model: PathBuf,
     /// Print one JSON object instead of text (field names are stable).
     #[arg(long)]
@@ -349,6 +351,9 @@ fn render_details(graph: &Graph, out: &mut String) {
 }
 
 pub fn run(args: &Args, verbose: u8) -> anyhow::Result<()> {
+    if super::inspect_engine::is_engine_path(&args.model) {
+        return super::inspect_engine::run(&args.model, args.json, verbose > 0);
+    }
     tracing::info!(model = %args.model.display(), "loading");
     // The OnnxError message already names the file, the place in it and the fix.
     let graph = kiln_onnx::load(&args.model)?;
@@ -361,6 +366,11 @@ pub fn run(args: &Args, verbose: u8) -> anyhow::Result<()> {
     } else {
         render_text(&report, &graph, verbose > 0)
     };
+    write_stdout(&text)
+}
+
+/// Writes a report to stdout; a closed pipe is not an error.
+pub fn write_stdout(text: &str) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     match stdout
         .write_all(text.as_bytes())

@@ -3,13 +3,10 @@
 pub mod bench;
 pub mod build;
 pub mod compare;
+pub mod feeds;
 pub mod inspect;
+pub mod inspect_engine;
 pub mod run;
-
-/// The error of a subcommand that exists in the interface but waits for a crate still to come.
-pub fn not_implemented(command: &str, needs: &str) -> anyhow::Error {
-    anyhow::anyhow!("`kiln {command}` is not implemented yet: needs {needs}")
-}
 
 /// Arguments of a subcommand that is not implemented yet: taken as they come, so that any
 /// command line reaches the "not implemented yet" message rather than a usage error.

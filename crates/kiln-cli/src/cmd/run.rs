@@ -1,36 +1,39 @@
-//! `kiln run`: one inference of a model on given or random inputs, outputs saved as `.npy`.
+//! `kiln run <model.onnx|plan>`: one inference on given or random inputs, outputs saved as
+//! `.npy`.
 //!
-//! `--backend cpu` runs kiln's CPU reference interpreter (kiln-reference). The GPU backends
-//! (`kiln`, `tensorrt`) come with the CLI wiring of kiln-engine and kiln-nvinfer (issue 9).
+//! The engine comes from [`engine_source::open`] with the build flags: `--backend auto` (the
+//! default) builds the model with kiln on a CUDA GPU, or runs kiln's CPU reference
+//! (kiln-reference's `CpuEngine`) with a note when there is none; `--backend cpu` always runs
+//! the CPU reference; `--backend tensorrt` builds or loads a TensorRT engine. Either way the run
+//! goes through `ExecutionContext::execute_host`. Random inputs are seeded (`--seed`, printed);
+//! an input given as a file fixes that input's shape for the build unless a shape flag names
+//! it. `--expect NAME=FILE.npy` compares an output with expected values.
+//!
+//! Works and is tested on a CPU-only machine: the cpu backend (models, and the graph stored in
+//! a kiln plan). GPU-only and untested here: the kiln and tensorrt backends.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
-use kiln_reference::{Interpreter, Value};
+use anyhow::{Context as _, Result, bail};
 
+use super::feeds;
+use crate::engine_source::{self, BuildFlags};
 use crate::tensors;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The ONNX model.
+    /// The ONNX model, or a kiln plan made by `kiln build`.
     pub model: PathBuf,
-    /// Which backend runs it: `cpu` (the reference interpreter) today.
-    #[arg(long, default_value = "cpu")]
-    pub backend: String,
+    #[command(flatten)]
+    pub flags: BuildFlags,
     /// An input from a .npy file: NAME=FILE (repeatable). Inputs not given are random.
     #[arg(long = "input", value_name = "NAME=FILE")]
     pub inputs: Vec<String>,
-    /// Shapes of random inputs: NAME:1x3x224x224 (repeatable or comma-separated). Symbolic
-    /// dims not given are 1.
-    #[arg(long, value_name = "NAME:DIMS")]
-    pub shapes: Vec<String>,
     /// Seed of the random inputs.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Folder for the outputs (`<output>.npy`) and the random inputs used.
-    #[arg(long)]
+    /// Folder for the outputs (`<output>.npy`) and the random inputs used (`input_<name>.npy`).
+    #[arg(short = 'o', long, value_name = "DIR")]
     pub output_dir: Option<PathBuf>,
     /// An expected output: NAME=FILE.npy (repeatable); each is compared, and the command fails
     /// if one does not match within --rtol / --atol.
@@ -45,105 +48,60 @@ pub struct Args {
     pub json: bool,
 }
 
-fn pairs(items: &[String], what: &str) -> Result<Vec<(String, PathBuf)>> {
-    items
+/// min, max and mean of the finite values, and whether any value is not finite.
+fn summary(vals: &[f64]) -> (f64, f64, f64, bool) {
+    let finite: Vec<f64> = vals.iter().copied().filter(|x| x.is_finite()).collect();
+    let mean = finite.iter().sum::<f64>() / finite.len().max(1) as f64;
+    let (lo, hi) = finite
         .iter()
-        .map(|s| {
-            let (n, f) = s
-                .split_once('=')
-                .with_context(|| format!("{what} '{s}' should be NAME=FILE"))?;
-            Ok((n.to_string(), PathBuf::from(f)))
-        })
-        .collect()
-}
-
-/// A file name for a value name (ONNX names may hold '/' or ':').
-fn file_name(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
+            (a.min(x), b.max(x))
+        });
+    (lo, hi, mean, finite.len() < vals.len())
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    if args.backend != "cpu" {
-        bail!(
-            "backend '{}' is not available yet: `kiln run` has the CPU reference (--backend cpu); \
-             the GPU engine comes to the CLI with issue 9",
-            args.backend
-        );
-    }
-    let graph = kiln_onnx::load(&args.model)?;
-    let given = pairs(&args.inputs, "--input")?;
-    let shapes = tensors::parse_shapes(&args.shapes)?;
-    let mut rng = tensors::rng(args.seed);
-    let mut feed: HashMap<String, Value> = HashMap::new();
-    let mut random_inputs = Vec::new();
-    for vi in &graph.inputs {
-        let dtype = vi.dtype.with_context(|| {
-            format!(
-                "input '{}' has no declared element type; kiln cannot feed it",
-                vi.name
-            )
-        })?;
-        let v = match given.iter().find(|(n, _)| *n == vi.name) {
-            Some((_, path)) => tensors::read_npy(path, dtype)?,
-            None => {
-                let shape = tensors::concrete_shape(vi, &shapes)?;
-                random_inputs.push(vi.name.clone());
-                tensors::random_value(dtype, &shape, &mut rng)
-            }
-        };
-        feed.insert(vi.name.clone(), v);
-    }
-    for (n, _) in &given {
-        if !graph.inputs.iter().any(|vi| &vi.name == n) {
-            bail!(
-                "--input names '{n}', which is not an input of {}",
-                args.model.display()
-            );
-        }
-    }
+    let given = feeds::pairs(&args.inputs, "--input")?;
+    let flags = feeds::with_given_shapes(&args.flags, &given)?;
+    let opened = engine_source::open(&args.model, &flags)?;
+    let feed = feeds::make_feed(opened.engine.as_ref(), &flags, &given, args.seed)?;
     if let Some(dir) = &args.output_dir {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        for name in &random_inputs {
+        for name in &feed.random {
             tensors::write_npy(
-                &dir.join(format!("input_{}.npy", file_name(name))),
-                &feed[name],
+                &dir.join(format!("input_{}.npy", feeds::file_name(name))),
+                &feed.values[name],
             )?;
         }
     }
-    let output_names: Vec<String> = graph.outputs.iter().map(|o| o.name.clone()).collect();
-    let interp = Interpreter::new(graph)?;
-    let start = Instant::now();
-    let outputs = interp.run(feed)?;
-    let elapsed = start.elapsed();
+    if !args.json {
+        if let Some(s) = opened.build_seconds {
+            println!("built with {} in {s:.2} s", opened.backend);
+        }
+        for line in &feed.lines {
+            println!("input {line}");
+        }
+    }
+    let (outputs, seconds) = feeds::run_once(&opened.engine, &feed.host)?;
     let mut report = serde_json::Map::new();
     report.insert("model".into(), args.model.display().to_string().into());
-    report.insert("backend".into(), "cpu".into());
-    report.insert("seconds".into(), elapsed.as_secs_f64().into());
+    report.insert("backend".into(), opened.backend.into());
+    report.insert("device".into(), opened.device_name.clone().into());
+    report.insert("seed".into(), args.seed.into());
+    report.insert("random_inputs".into(), feed.random.clone().into());
+    report.insert("source".into(), opened.kind.name().into());
+    report.insert("build_seconds".into(), opened.build_seconds.into());
+    report.insert("load_seconds".into(), opened.load_seconds.into());
+    report.insert("seconds".into(), seconds.into());
     let mut outs = Vec::new();
-    for name in &output_names {
-        let v = &outputs[name];
-        let vals = v.to_f64_vec();
-        let finite: Vec<f64> = vals.iter().copied().filter(|x| x.is_finite()).collect();
-        let mean = finite.iter().sum::<f64>() / finite.len().max(1) as f64;
-        let (lo, hi) = finite
-            .iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
-                (a.min(x), b.max(x))
-            });
+    for (name, v) in &outputs {
+        let (lo, hi, mean, non_finite) = summary(&v.to_f64_vec());
         if !args.json {
             println!(
                 "{name}: {} {:?}  min {lo:.6} max {hi:.6} mean {mean:.6}{}",
                 v.dtype(),
                 v.shape(),
-                if finite.len() < vals.len() {
+                if non_finite {
                     "  (non-finite values present)"
                 } else {
                     ""
@@ -151,16 +109,21 @@ pub fn run(args: &Args) -> Result<()> {
             );
         }
         if let Some(dir) = &args.output_dir {
-            tensors::write_npy(&dir.join(format!("{}.npy", file_name(name))), v)?;
+            tensors::write_npy(&dir.join(format!("{}.npy", feeds::file_name(name))), v)?;
         }
-        outs.push(serde_json::json!({"name": name, "dtype": v.dtype().name(), "shape": v.shape(), "min": lo, "max": hi, "mean": mean}));
+        outs.push(
+            serde_json::json!({"name": name, "dtype": v.dtype().name(), "shape": v.shape(),
+            "min": lo, "max": hi, "mean": mean, "non_finite": non_finite}),
+        );
     }
     report.insert("outputs".into(), outs.into());
     let mut failed = Vec::new();
     let mut comps = Vec::new();
-    for (name, path) in pairs(&args.expect, "--expect")? {
+    for (name, path) in feeds::pairs(&args.expect, "--expect")? {
         let got = outputs
-            .get(&name)
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v)
             .with_context(|| format!("--expect names '{name}', which is not an output"))?;
         let want = tensors::read_npy(&path, got.dtype())?;
         let c = tensors::compare(got, &want, args.rtol, args.atol)
@@ -187,7 +150,10 @@ pub fn run(args: &Args) -> Result<()> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!("ran in {:.3} s on the CPU reference", elapsed.as_secs_f64());
+        println!(
+            "ran in {seconds:.3} s on the {} backend ({})",
+            opened.backend, opened.device_name
+        );
     }
     if !failed.is_empty() {
         bail!(
