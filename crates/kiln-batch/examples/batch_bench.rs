@@ -64,6 +64,9 @@ struct Args {
     /// make tens of thousands of them per second).
     #[arg(long, default_value_t = 4)]
     generators: usize,
+    /// Threads copying one batch into pinned staging (the executor's staging_threads).
+    #[arg(long, default_value_t = 4)]
+    staging_threads: usize,
 }
 
 fn default_model() -> PathBuf {
@@ -92,7 +95,8 @@ fn executor(s: &Setup, a: &Args) -> Result<Executor> {
         .instances_per_gpu(a.instances)
         .devices(vec![DeviceEngine::gpu(0, s.engine.clone())])
         .queue_capacity(16384)
-        .cuda_graphs(a.graphs);
+        .cuda_graphs(a.graphs)
+        .staging_threads(a.staging_threads);
     if !a.graph_sizes.is_empty() {
         b = b.graph_batch_sizes(a.graph_sizes.clone());
     }
@@ -328,6 +332,7 @@ fn main() -> Result<()> {
         "graph_sizes": a.graph_sizes,
         "workspace_mib": a.workspace_mib,
         "generators": a.generators,
+        "staging_threads": a.staging_threads,
         "executor_build_s": {"first": first_build_s, "warm": warm_build_s},
         "points": points,
     });

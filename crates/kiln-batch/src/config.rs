@@ -104,6 +104,7 @@ pub struct Config {
     /// As given (empty: the default set, see [`Builder::graph_batch_sizes`]).
     pub graph_batch_sizes: Vec<usize>,
     pub warmup: bool,
+    pub staging_threads: usize,
 }
 
 /// Builds an [`Executor`]; see each method for its default.
@@ -130,6 +131,7 @@ impl Builder {
                 cuda_graphs: true,
                 graph_batch_sizes: Vec::new(),
                 warmup: true,
+                staging_threads: 4,
             },
         }
     }
@@ -242,6 +244,15 @@ impl Builder {
         self
     }
 
+    /// Threads (the instance's own included) that copy one large batch (4 MiB and more) into
+    /// pinned staging memory on the GPU path (default 4). One thread copies about 10 GB/s: a
+    /// batch of 64 ResNet-50 images (38.5 MB of f32) would take it ~4 ms, twice what the
+    /// engine needs to run the batch on an H100.
+    pub fn staging_threads(mut self, n: usize) -> Builder {
+        self.config.staging_threads = n;
+        self
+    }
+
     /// Checks the configuration against the engines, creates every instance and starts them.
     pub fn build(self) -> Result<Executor, BatchError> {
         Executor::start(self.config)
@@ -265,6 +276,9 @@ impl Config {
         }
         if self.devices.is_empty() {
             return Err(config_error("devices must name at least one device"));
+        }
+        if self.staging_threads == 0 {
+            return Err(config_error("staging_threads must be at least 1"));
         }
         if self.queue_capacity == 0 {
             return Err(config_error("queue_capacity must be at least 1"));

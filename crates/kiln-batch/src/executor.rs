@@ -91,6 +91,7 @@ impl Executor {
             cuda_graphs: config.cuda_graphs,
             graph_batch_sizes: &graph_sizes,
             warmup: config.warmup,
+            staging_threads: config.staging_threads,
         };
         let mut instances = Vec::new();
         for dev in &config.devices {

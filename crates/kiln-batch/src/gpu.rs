@@ -42,6 +42,56 @@ pub(crate) fn run_rows(buckets: &[usize], rows: usize) -> usize {
     buckets.iter().copied().find(|&b| b >= rows).unwrap_or(rows)
 }
 
+/// Batches smaller than this are staged by the instance's thread alone.
+const PARALLEL_STAGING_MIN: usize = 4 << 20;
+/// The unit of work when several threads stage one batch.
+const STAGING_CHUNK: usize = 1 << 20;
+
+/// Concatenates `srcs` into `dst` (exactly their total length). Past
+/// [`PARALLEL_STAGING_MIN`] bytes the copy is cut into chunks shared by up to `threads`
+/// scoped threads: one thread copies ~10 GB/s, so a batch of 64 ResNet-50 images (38.5 MB)
+/// takes ~4 ms alone, twice the engine's time for the batch.
+pub(crate) fn concat_into(dst: &mut [u8], srcs: &[&[u8]], threads: usize) {
+    let total: usize = srcs.iter().map(|s| s.len()).sum();
+    assert_eq!(dst.len(), total, "staging buffer of the batch's size");
+    let mut chunks: Vec<(&mut [u8], &[u8])> = Vec::new();
+    let mut rest = dst;
+    for src in srcs {
+        for piece in src.chunks(STAGING_CHUNK) {
+            let (d, r) = std::mem::take(&mut rest).split_at_mut(piece.len());
+            rest = r;
+            chunks.push((d, piece));
+        }
+    }
+    let threads = threads.clamp(1, chunks.len().max(1));
+    if threads == 1 || total < PARALLEL_STAGING_MIN {
+        for (d, s) in chunks {
+            d.copy_from_slice(s);
+        }
+        return;
+    }
+    let per = chunks.len().div_ceil(threads);
+    let mut groups: Vec<Vec<(&mut [u8], &[u8])>> = Vec::with_capacity(threads);
+    let mut it = chunks.into_iter().peekable();
+    while it.peek().is_some() {
+        groups.push(it.by_ref().take(per).collect());
+    }
+    let mut groups = groups.into_iter();
+    let mine = groups.next().unwrap_or_default();
+    std::thread::scope(|scope| {
+        for group in groups {
+            scope.spawn(move || {
+                for (d, s) in group {
+                    d.copy_from_slice(s);
+                }
+            });
+        }
+        for (d, s) in mine {
+            d.copy_from_slice(s);
+        }
+    });
+}
+
 pub(crate) struct GpuPipeline {
     ordinal: usize,
     device: Arc<Device>,
@@ -55,6 +105,8 @@ pub(crate) struct GpuPipeline {
     buckets: Vec<usize>,
     /// The largest batch a run takes: staging is sized for it on first use.
     max_rows: usize,
+    /// Threads that copy a large batch into pinned memory.
+    staging_threads: usize,
     /// Rows computed only to fill a graph batch size, since the pipeline started.
     pub padded_rows: u64,
 }
@@ -65,6 +117,7 @@ impl GpuPipeline {
         outputs: Vec<(String, DataType)>,
         buckets: Vec<usize>,
         max_rows: usize,
+        staging_threads: usize,
     ) -> Result<GpuPipeline, BatchError> {
         let err = |e: kiln_cuda::CudaError| gpu_err(ordinal, e);
         let device: Arc<Device> = Device::open(ordinal).map_err(err)?;
@@ -82,6 +135,7 @@ impl GpuPipeline {
             outs: (0..n_out).map(|_| Slot::default()).collect(),
             buckets,
             max_rows,
+            staging_threads: staging_threads.max(1),
             padded_rows: 0,
         })
     }
@@ -158,12 +212,8 @@ impl GpuPipeline {
             let pin = slot.pinned.as_mut().expect("ensured");
             {
                 let host = pin.write().map_err(|e| gpu_err(ordinal, e))?;
-                let mut at = 0;
-                for p in &parts {
-                    let d = &p[i].data;
-                    host[at..at + d.len()].copy_from_slice(d);
-                    at += d.len();
-                }
+                let srcs: Vec<&[u8]> = parts.iter().map(|p| p[i].data.as_slice()).collect();
+                concat_into(&mut host[..bytes], &srcs, self.staging_threads);
             }
             let dbuf = slot.device.as_mut().expect("ensured");
             copy::htod_pinned(&self.copy, pin, 0, dbuf, 0, bytes)
@@ -253,7 +303,31 @@ impl GpuPipeline {
 
 #[cfg(test)]
 mod tests {
-    use super::run_rows;
+    use super::{PARALLEL_STAGING_MIN, concat_into, run_rows};
+
+    #[test]
+    fn staging_concatenates_in_order_with_any_thread_count() {
+        let mut rng = fastrand::Rng::with_seed(11);
+        // Sizes around the chunk and parallel thresholds, and one big part.
+        for sizes in [
+            vec![3, 0, 5],
+            vec![PARALLEL_STAGING_MIN / 3; 5],
+            vec![(1 << 20) + 7, 13, (3 << 20) - 1, 602_112 * 3],
+            vec![PARALLEL_STAGING_MIN * 2 + 1],
+        ] {
+            let srcs: Vec<Vec<u8>> = sizes
+                .iter()
+                .map(|&n| (0..n).map(|_| rng.u8(..)).collect())
+                .collect();
+            let want: Vec<u8> = srcs.concat();
+            let views: Vec<&[u8]> = srcs.iter().map(|v| v.as_slice()).collect();
+            for threads in [1, 2, 3, 8] {
+                let mut dst = vec![0xAAu8; want.len()];
+                concat_into(&mut dst, &views, threads);
+                assert!(dst == want, "sizes {sizes:?}, {threads} threads");
+            }
+        }
+    }
 
     #[test]
     fn batches_run_at_the_smallest_size_that_holds_them() {

@@ -22,6 +22,8 @@ pub(crate) struct InstanceOptions<'a> {
     /// Run every graph batch size at start (largest first), so no request pays for
     /// specialisation, allocation or capture.
     pub warmup: bool,
+    /// Threads that copy a large batch into pinned staging (GPU path).
+    pub staging_threads: usize,
 }
 
 pub(crate) struct Instance {
@@ -57,7 +59,13 @@ impl Instance {
                 } else {
                     Vec::new()
                 };
-                Some(GpuPipeline::new(ordinal, outputs, buckets, opts.max_batch)?)
+                Some(GpuPipeline::new(
+                    ordinal,
+                    outputs,
+                    buckets,
+                    opts.max_batch,
+                    opts.staging_threads,
+                )?)
             }
             _ => None,
         };
