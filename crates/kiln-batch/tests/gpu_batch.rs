@@ -4,12 +4,14 @@
 //! reference, at fp32 and fp16, with several instances on one GPU; the counts add up after
 //! shutdown. With CUDA graphs on (the default) batches run padded to the graph batch sizes
 //! (default and custom sets), and padding must happen and never leak into answers; with
-//! graphs off nothing is padded.
+//! graphs off nothing is padded. `two_gpus_*` runs one engine per GPU (instances on both must
+//! answer); it is reported as skipped on a machine with one GPU.
 //!
 //! Without a CUDA device every test is reported as skipped; `KILN_GPU_REQUIRED=1` makes a
 //! missing device a failure. `KILN_FIXTURES_DIR` points at the fixtures when the binary runs
 //! away from its checkout.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -110,6 +112,20 @@ fn run_case(
     graphs: Graphs,
     tol: f64,
 ) -> Result<()> {
+    run_on(ctx, fixture, precision, instances, graphs, tol, 1)
+}
+
+/// [`run_case`] over the first `gpus` GPUs, an engine built on each; with several GPUs every
+/// GPU's instances must have answered requests.
+fn run_on(
+    ctx: &Ctx,
+    fixture: &str,
+    precision: Precision,
+    instances: usize,
+    graphs: Graphs,
+    tol: f64,
+    gpus: usize,
+) -> Result<()> {
     const MAX_BATCH: usize = 16;
     const THREADS: usize = 4;
     const PER_THREAD: usize = 150;
@@ -129,15 +145,23 @@ fn run_case(
         }],
         ..BuildConfig::default()
     };
-    let plan = Builder::new(&ctx.device).build(&graph, &config)?;
-    let engine: Arc<Engine> = Engine::from_plan(&ctx.device, &plan)?;
+    let mut devices = Vec::new();
+    for ordinal in 0..gpus {
+        let device = if ordinal == 0 {
+            ctx.device.clone()
+        } else {
+            Device::open(ordinal)?
+        };
+        let plan = Builder::new(&device).build(&graph, &config)?;
+        let engine: Arc<dyn kiln_core::Engine> = Engine::from_plan(&device, &plan)?;
+        devices.push(DeviceEngine::gpu(ordinal, engine));
+    }
     let reference = Arc::new(kiln_reference::CpuEngine::new(graph.clone())?);
-    let engine: Arc<dyn kiln_core::Engine> = engine;
-    let mut builder = Executor::builder(engine.clone())
+    let mut builder = Executor::builder(devices[0].engine.clone())
         .max_batch(MAX_BATCH)
         .max_queue_delay(Duration::from_micros(500))
         .instances_per_gpu(instances)
-        .devices(vec![DeviceEngine::gpu(0, engine)])
+        .devices(devices)
         .queue_capacity(4096);
     builder = match graphs {
         Graphs::Default => builder,
@@ -152,17 +176,18 @@ fn run_case(
     );
     let exec = Arc::new(exec);
     let row: usize = rest.iter().product();
-    let worst = std::thread::scope(|s| -> Result<f64> {
+    let (worst, seen) = std::thread::scope(|s| -> Result<(f64, BTreeSet<usize>)> {
         let handles: Vec<_> = (0..THREADS)
             .map(|t| {
                 let exec = exec.clone();
                 let reference = reference.clone();
                 let input = input.clone();
                 let at = &at;
-                s.spawn(move || -> Result<f64> {
+                s.spawn(move || -> Result<(f64, BTreeSet<usize>)> {
                     let mut rng = fastrand::Rng::with_seed(0x6b69_6c6e + t as u64);
                     let mut cpu = reference.clone().create_context()?;
                     let mut worst = 0f64;
+                    let mut seen = BTreeSet::new();
                     // Submit in waves of 10 so requests from this thread share batches too.
                     for wave in 0..PER_THREAD / 10 {
                         let mut pending = Vec::new();
@@ -178,6 +203,7 @@ fn run_case(
                             let got = fut
                                 .wait()
                                 .map_err(|e| anyhow::anyhow!("wave {wave}: {e}"))?;
+                            seen.insert(got.metrics.instance);
                             let want = cpu.execute_host(&[x])?;
                             ensure!(got.outputs.len() == want.len(), "output count");
                             for (g, w) in got.outputs.iter().zip(&want) {
@@ -188,20 +214,30 @@ fn run_case(
                             }
                         }
                     }
-                    Ok(worst)
+                    Ok((worst, seen))
                 })
             })
             .collect();
-        let mut worst = 0f64;
+        let (mut worst, mut seen) = (0f64, BTreeSet::new());
         for h in handles {
-            worst = worst.max(h.join().map_err(|_| anyhow::anyhow!("thread panicked"))??);
+            let (w, s) = h.join().map_err(|_| anyhow::anyhow!("thread panicked"))??;
+            worst = worst.max(w);
+            seen.extend(s);
         }
-        Ok(worst)
+        Ok((worst, seen))
     })?;
+    // Instances are numbered device by device: GPU d runs d*instances..(d+1)*instances.
+    for d in 0..gpus {
+        let ids = d * instances..(d + 1) * instances;
+        ensure!(
+            seen.iter().any(|i| ids.contains(i)),
+            "no request was answered by GPU {d}'s instances ({ids:?}); answered by {seen:?}"
+        );
+    }
     let report = exec.shutdown();
     let m = &report.metrics;
     println!(
-        "    {fixture} {}: {} requests, {} batches (mean {:.2} rows), worst rel-L2 {worst:.2e}, \
+        "    {fixture} {} on {gpus} GPU(s), instances {seen:?} answered: {} requests, {} batches (mean {:.2} rows), worst rel-L2 {worst:.2e}, \
          p99 latency {:?}, padded rows {}",
         precision.name(),
         report.completed,

@@ -5,12 +5,32 @@
 //! counts them (`0 passed, 0 failed, N skipped`): never a silent pass. With
 //! `KILN_GPU_REQUIRED=1` (set by the device bundle's run.sh) a missing device fails the run.
 //! With a device each test runs once (panics caught and counted as failures) and the run fails
-//! if any test failed. The first argument that does not start with `-` filters tests by name.
+//! if any test failed. A test that needs more than the machine has (a second GPU) returns a
+//! [`Skipped`] error: it is printed as `skipped: <reason>` and counted apart, never as a pass.
+//! The first argument that does not start with `-` filters tests by name.
 
 use std::fmt::Display;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::process::ExitCode;
 use std::time::Instant;
+
+/// What a test's error displays as when it skips itself; see [`Skipped`].
+pub const SKIP_PREFIX: &str = "skipped: ";
+
+/// The error a test returns when this machine cannot run it (e.g. it needs two GPUs): the
+/// runner prints and counts it as skipped. Return it as the test's error itself (with
+/// `anyhow`, `Err(Skipped(..).into())`, no context added), since the runner recognises it by
+/// its message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped(pub String);
+
+impl Display for Skipped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{SKIP_PREFIX}{}", self.0)
+    }
+}
+
+impl std::error::Error for Skipped {}
 
 /// One named test over the suite's context.
 pub type GpuTest<C, E> = (&'static str, fn(&C) -> Result<(), E>);
@@ -45,7 +65,7 @@ pub fn run<C, E: Display>(
             };
         }
     };
-    let (mut passed, mut failed) = (0, 0);
+    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
     for (name, test) in &selected {
         let start = Instant::now();
         let outcome = catch_unwind(AssertUnwindSafe(|| test(&ctx)));
@@ -54,6 +74,10 @@ pub fn run<C, E: Display>(
             Ok(Ok(())) => {
                 passed += 1;
                 println!("{name}: ok ({ms:.1} ms)");
+            }
+            Ok(Err(e)) if e.to_string().starts_with(SKIP_PREFIX) => {
+                skipped += 1;
+                println!("{name}: {e}");
             }
             Ok(Err(e)) => {
                 failed += 1;
@@ -66,7 +90,11 @@ pub fn run<C, E: Display>(
         }
     }
     finish(&ctx);
-    println!("{passed} passed, {failed} failed");
+    if skipped > 0 {
+        println!("{passed} passed, {failed} failed, {skipped} skipped");
+    } else {
+        println!("{passed} passed, {failed} failed");
+    }
     if failed > 0 {
         ExitCode::FAILURE
     } else {
@@ -94,5 +122,12 @@ mod tests {
         assert!(r.starts_with("no CUDA device: libcuda.so.1 not found\n"));
         assert!(r.contains("\na: skipped: no CUDA device\nb: skipped: no CUDA device\n"));
         assert!(r.ends_with("0 passed, 0 failed, 2 skipped"));
+    }
+
+    #[test]
+    fn a_skipped_test_says_why() {
+        let e = Skipped("needs 2 GPUs, this machine has 1".into());
+        assert_eq!(e.to_string(), "skipped: needs 2 GPUs, this machine has 1");
+        assert!(e.to_string().starts_with(SKIP_PREFIX));
     }
 }
