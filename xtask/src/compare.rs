@@ -5,7 +5,8 @@
 //! which runs there from the unpacked bundle inside the repository tree:
 //! 1. exports the zoo with `fixtures/export_zoo.py` (legacy exporter) unless already there,
 //! 2. per model, precision and batch: `kiln build` (profile fixed at that batch, shapes from
-//!    `kiln inspect --json`) and `kiln bench ENGINE --batch B --no-transfers --export-json`,
+//!    `kiln inspect --json`) and `kiln bench ENGINE --batch B --no-transfers --cuda-graph
+//!    --export-json` (CUDA-graph replay, as PyTorch's CUDA-graph column),
 //! 3. `benches/python/torch_compare.py` on the same models, batches and precisions,
 //! 4. `benches/python/compare_merge.py` into `compare.md` and `compare.png` in `$OUT/compare`
 //!    (or `target/compare/` when `$OUT` is not set).
@@ -135,7 +136,7 @@ for m in ${{MODELS//,/ }}; do
       if ! "$kiln" build "$onnx" -o "$eng" --$p $shapes > "$raw/build_$tag.log" 2>&1; then
         echo "compare: kiln build $tag failed (see $raw/build_$tag.log)"; failed=$((failed+1)); continue
       fi
-      if ! "$kiln" bench "$eng" --batch "$b" --no-transfers --export-json "$raw/kiln_$tag.json" > "$raw/bench_$tag.log" 2>&1; then
+      if ! "$kiln" bench "$eng" --batch "$b" --no-transfers --cuda-graph --export-json "$raw/kiln_$tag.json" > "$raw/bench_$tag.log" 2>&1; then
         echo "compare: kiln bench $tag failed (see $raw/bench_$tag.log)"; failed=$((failed+1))
       fi
       grep -iE "throughput|compute" "$raw/bench_$tag.log" | head -3
@@ -264,7 +265,9 @@ mod tests {
         assert!(s.contains("MODELS=\"${MODELS:-bert_base}\""), "{s}");
         assert!(s.contains("BATCHES=\"${BATCHES:-2,64}\""));
         assert!(s.contains("PRECISIONS=\"${PRECISIONS:-fp32,fp16}\""));
-        assert!(s.contains("\"$kiln\" bench \"$eng\" --batch \"$b\" --no-transfers --export-json"));
+        assert!(s.contains(
+            "\"$kiln\" bench \"$eng\" --batch \"$b\" --no-transfers --cuda-graph --export-json"
+        ));
         assert!(s.contains("torch_compare.py\" \"$raw/torch.json\""));
         assert!(s.contains("compare_merge.py\" merge \"$raw\" \"$out\""));
         assert!(s.contains("exit $failed"));

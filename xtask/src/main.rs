@@ -75,8 +75,12 @@ fn conformance(root: &Path, args: &ConformanceArgs) -> anyhow::Result<()> {
     steps::run(root, &[steps::Step::cargo("conformance", &refs)])
 }
 
-/// The workspace root: the folder above this package.
+/// The workspace root: `$KILN_WORKSPACE_ROOT` when set (an xtask binary carried to the GPU
+/// machine, away from the checkout it was built in), else the folder above this package.
 pub fn workspace_root() -> PathBuf {
+    if let Some(root) = std::env::var_os("KILN_WORKSPACE_ROOT") {
+        return PathBuf::from(root);
+    }
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)

@@ -105,6 +105,7 @@ pub struct Config {
     pub graph_batch_sizes: Vec<usize>,
     pub warmup: bool,
     pub staging_threads: usize,
+    pub idle_spin: Duration,
 }
 
 /// Builds an [`Executor`]; see each method for its default.
@@ -132,6 +133,7 @@ impl Builder {
                 graph_batch_sizes: Vec::new(),
                 warmup: true,
                 staging_threads: 4,
+                idle_spin: Duration::from_micros(50),
             },
         }
     }
@@ -250,6 +252,15 @@ impl Builder {
     /// engine needs to run the batch on an H100.
     pub fn staging_threads(mut self, n: usize) -> Builder {
         self.config.staging_threads = n;
+        self
+    }
+
+    /// How long an idle instance polls the queue before it sleeps (default 50 µs; zero never
+    /// polls). A request arriving within it is picked up without a thread wake-up, which on
+    /// an idle (virtual) CPU costs tens of µs; the price is up to this much CPU time per idle
+    /// period per instance.
+    pub fn idle_spin(mut self, d: Duration) -> Builder {
+        self.config.idle_spin = d;
         self
     }
 

@@ -5,12 +5,12 @@
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
 use kiln_core::Engine;
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, MutexGuard};
 use tokio::sync::oneshot;
 
 use crate::config::{Builder, Config, DeviceEngine, config_error};
@@ -39,6 +39,8 @@ pub(crate) struct Shared {
     wake: Condvar,
     reorder: Option<Mutex<Reorder>>,
     pub(crate) metrics: Metrics,
+    /// Requests accepted so far (an idle worker polls it before it sleeps).
+    arrivals: AtomicU64,
     policy: Policy,
     config: Config,
     layout: Layout,
@@ -141,6 +143,7 @@ impl Executor {
                 })
             }),
             metrics: Metrics::new(config.max_batch),
+            arrivals: AtomicU64::new(0),
             policy,
             layout,
             config,
@@ -224,6 +227,7 @@ impl Executor {
             tx,
         });
         c.accepted.fetch_add(1, Ordering::Relaxed);
+        sh.arrivals.fetch_add(1, Ordering::Release);
         drop(st);
         sh.wake.notify_one();
         Ok(ResponseFuture::waiting(rx, seq, sh))
@@ -404,7 +408,11 @@ impl Shared {
 
 /// An instance's thread: form a batch, run it, answer it; until shutdown drains the queue.
 fn worker(shared: Arc<Shared>, mut inst: Instance) {
+    let spin = shared.config.idle_spin;
     loop {
+        // Once per idle period the worker polls for new requests for `idle_spin` before it
+        // sleeps: a request arriving then costs no thread wake-up.
+        let mut spun = spin.is_zero();
         let batch = {
             let mut st = shared.state.lock();
             loop {
@@ -428,6 +436,18 @@ fn worker(shared: Arc<Shared>, mut inst: Instance) {
                     Decision::Empty => match st.queue.next_deadline() {
                         Some(t) => {
                             shared.wake.wait_until(&mut st, t);
+                        }
+                        None if !spun => {
+                            spun = true;
+                            let seen = shared.arrivals.load(Ordering::Acquire);
+                            MutexGuard::unlocked(&mut st, || {
+                                let t0 = Instant::now();
+                                while shared.arrivals.load(Ordering::Acquire) == seen
+                                    && t0.elapsed() < spin
+                                {
+                                    std::hint::spin_loop();
+                                }
+                            });
                         }
                         None => shared.wake.wait(&mut st),
                     },

@@ -50,7 +50,26 @@ const TESTS: &[(&str, TestFn)] = &[
             1e-2,
         )
     }),
+    ("two_gpus_cnn_fp16", two_gpus),
 ];
+
+fn two_gpus(c: &Ctx) -> Result<()> {
+    let n = kiln_cuda::device_count()?;
+    if n < 2 {
+        return Err(
+            kiln_cuda::gpu_test::Skipped(format!("needs 2 GPUs, this machine has {n}")).into(),
+        );
+    }
+    run_on(
+        c,
+        "cnn_legacy",
+        Precision::Fp16,
+        2,
+        Graphs::Default,
+        1e-2,
+        2,
+    )
+}
 
 /// How the executor is set up for CUDA graphs.
 #[derive(Clone, Copy)]
