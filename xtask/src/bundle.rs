@@ -134,6 +134,17 @@ pub fn run(root: &Path) -> Result<()> {
         }
     }
     fs::write(dir.join("run.sh"), run_script(&tests, &benches))?;
+    // The GPU machines have no fonts: plots drawn there (`kiln bench --plot`) get their text
+    // from a TTF of this machine, carried as font.ttf (the scripts point KILN_PLOT_FONT at it).
+    match system_font() {
+        Some(font) => {
+            fs::copy(&font, dir.join("font.ttf"))
+                .with_context(|| format!("copying {}", font.display()))?;
+        }
+        None => println!(
+            "note: no TTF font on this machine: plots made on the GPU machine will have no text"
+        ),
+    }
     // kiln against PyTorch with the default lists (`cargo xtask compare` rewrites it).
     crate::compare::write_script(&dir, &crate::compare::Args::default())?;
     #[cfg(unix)]
@@ -186,6 +197,27 @@ pub fn run(root: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A TTF font of this machine for plot text: DejaVu Sans when present, else the first TTF found
+/// under /usr/share/fonts.
+fn system_font() -> Option<PathBuf> {
+    let preferred = Path::new("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf");
+    if preferred.is_file() {
+        return Some(preferred.to_path_buf());
+    }
+    let mut stack = vec![PathBuf::from("/usr/share/fonts")];
+    while let Some(d) = stack.pop() {
+        for entry in fs::read_dir(&d).ok()?.flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|e| e.eq_ignore_ascii_case("ttf")) {
+                return Some(p);
+            }
+        }
+    }
+    None
+}
+
 /// The script that runs the bundle on the GPU machine.
 fn run_script(tests: &[String], benches: &[String]) -> String {
     let mut s = String::from(
@@ -195,6 +227,7 @@ fn run_script(tests: &[String], benches: &[String]) -> String {
          here=$(cd \"$(dirname \"$0\")\" && pwd)\n\
          export LD_LIBRARY_PATH=\"${LD_LIBRARY_PATH:-}:/usr/local/cuda/lib64\"\n\
          export KILN_GPU_REQUIRED=1\n\
+         if [ -f \"$here/font.ttf\" ]; then export KILN_PLOT_FONT=\"$here/font.ttf\"; fi\n\
          # The bundle sits in <repo>/target/device: the tests find the fixtures from there.\n\
          if [ -d \"$here/../../fixtures\" ]; then export KILN_FIXTURES_DIR=\"$here/../../fixtures\"; fi\n\
          out=\"${OUT:-$here/out}\"; mkdir -p \"$out\"\n\

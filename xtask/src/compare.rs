@@ -115,6 +115,7 @@ PRECISIONS="${{PRECISIONS:-{precisions}}}"
 out="${{OUT:-$repo/target}}/compare"; raw="$out/raw"; mkdir -p "$raw"
 zoo="${{KILN_ZOO_DIR:-/tmp/kiln-zoo}}"
 kiln="$here/bin/kiln"
+if [ -f "$here/font.ttf" ]; then export KILN_PLOT_FONT="$here/font.ttf"; fi
 py="$repo/benches/python"
 if ! nvidia-smi -L; then echo "compare: no CUDA device (nvidia-smi lists none); nothing measured"; exit 1; fi
 if [ ! -x "$kiln" ]; then echo "compare: $kiln is missing: run cargo xtask device-bundle first"; exit 1; fi
