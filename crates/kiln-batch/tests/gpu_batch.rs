@@ -51,6 +51,16 @@ const TESTS: &[(&str, TestFn)] = &[
         )
     }),
     ("two_gpus_cnn_fp16", two_gpus),
+    ("cnn_fp16_slo_5ms", |c| {
+        run_case(
+            c,
+            "cnn_legacy",
+            Precision::Fp16,
+            2,
+            Graphs::Slo(Duration::from_millis(5)),
+            1e-2,
+        )
+    }),
 ];
 
 fn two_gpus(c: &Ctx) -> Result<()> {
@@ -79,6 +89,9 @@ enum Graphs {
     /// On, these graph batch sizes (max_batch is added).
     Sizes(&'static [usize]),
     Off,
+    /// On, default sizes, and SLO mode with this latency target (the plan is measured
+    /// through the GPU pipeline at build and must meet the target).
+    Slo(Duration),
 }
 
 fn main() -> ExitCode {
@@ -186,6 +199,7 @@ fn run_on(
         Graphs::Default => builder,
         Graphs::Sizes(s) => builder.graph_batch_sizes(s),
         Graphs::Off => builder.cuda_graphs(false),
+        Graphs::Slo(target) => builder.slo(kiln_batch::SloConfig::new(target)),
     };
     let started = std::time::Instant::now();
     let exec = builder.build()?;
@@ -193,6 +207,26 @@ fn run_on(
         "    executor built (instances warmed up) in {:.2} s",
         started.elapsed().as_secs_f64()
     );
+    if let Graphs::Slo(target) = graphs {
+        let plan = exec.slo_plan().context("SLO mode gave no plan")?;
+        println!(
+            "    SLO plan for {target:?}: batch {}, delay {:?}, predicted worst {:?}, \
+             {:.0} rows/s; measured {:?}",
+            plan.batch_size,
+            plan.queue_delay,
+            plan.predicted_worst_latency,
+            plan.predicted_throughput,
+            plan.measured
+        );
+        ensure!(
+            plan.meets_target && plan.predicted_worst_latency <= target,
+            "the SLO plan misses {target:?}: {plan:?}"
+        );
+        ensure!(
+            plan.measured.len() >= 2 && plan.measured.iter().all(|(_, c)| !c.is_zero()),
+            "the plan was not measured per batch size: {plan:?}"
+        );
+    }
     let exec = Arc::new(exec);
     let row: usize = rest.iter().product();
     let (worst, seen) = std::thread::scope(|s| -> Result<(f64, BTreeSet<usize>)> {
