@@ -7,6 +7,8 @@
 //!   value is GPU time (with items/s of GPU time as the throughput).
 //! - `transfer_inclusive`: each iteration copies the pinned host inputs in, runs, and copies the
 //!   outputs back to pinned memory; the same events around all of it.
+//! - `compute_only_graph`: `compute_only` with the run replayed as one CUDA graph (captured
+//!   before timing; the replayed outputs are checked too).
 //! - `throughput_<N>streams`: N contexts over the same engine, each on its own stream, all
 //!   queued before any is waited for (overlapped); host wall time, items/s over all streams.
 //!
@@ -15,8 +17,8 @@
 //! its f32 outputs must be finite.
 //!
 //! Without a CUDA device every group prints `skipped: no CUDA device (<reason>)` and the bench
-//! exits 0. The GPU paths have not run on the CPU-only machine they were written on; a case
-//! that fails to build or run is printed as FAILED and makes the bench exit 1 at the end.
+//! exits 0. A case that fails to build or run is printed as FAILED and makes the bench exit 1
+//! at the end. It ran on an H200 on 2026-11-26 (docs/perf/2026-11-26-cli-h200-h100.md).
 
 #[path = "engines/gpu.rs"]
 mod gpu;
@@ -31,7 +33,12 @@ use kiln_benches::gpu_time::{GpuClock, GpuTime};
 use kiln_benches::setup::{self, Case};
 use kiln_cuda::{Device, Probe};
 
-const KINDS: [&str; 3] = ["compute_only", "transfer_inclusive", "throughput"];
+const KINDS: [&str; 4] = [
+    "compute_only",
+    "transfer_inclusive",
+    "compute_only_graph",
+    "throughput",
+];
 
 fn must(r: Result<()>, what: &str) {
     if let Err(e) = r {
@@ -66,6 +73,13 @@ fn run_case(
     });
     group.bench_function("transfer_inclusive", |b| {
         b.iter(|| must(one.enqueue_with_transfers(), "copies + enqueue"));
+    });
+    // The same run replayed as one CUDA graph (what `kiln bench --cuda-graph` and kiln-batch
+    // do): the host no longer issues every step.
+    one.use_cuda_graphs(&engine)
+        .context("switching to CUDA graphs")?;
+    group.bench_function("compute_only_graph", |b| {
+        b.iter(|| must(one.enqueue(), "graph replay"));
     });
     group.finish();
     drop(one);

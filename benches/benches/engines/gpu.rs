@@ -142,6 +142,22 @@ impl Bound {
         Ok(())
     }
 
+    /// Turns CUDA-graph replay on for this context and makes the run a captured graph (the
+    /// first run after the switch goes step by step, the second is captured), then checks the
+    /// replayed outputs.
+    pub fn use_cuda_graphs(&mut self, engine: &Engine) -> Result<()> {
+        self.ctx.set_cuda_graphs(true);
+        for _ in 0..2 {
+            self.enqueue()?;
+        }
+        self.check(engine)?;
+        let (on, captures) = self.ctx.cuda_graphs();
+        if !on || captures == 0 {
+            bail!("CUDA-graph capture failed (on: {on}, captures: {captures}); see the log");
+        }
+        Ok(())
+    }
+
     /// Runs once with transfers and checks the f32 outputs are finite (a broken engine must
     /// not be timed).
     pub fn check(&mut self, engine: &Engine) -> Result<()> {
