@@ -44,6 +44,8 @@ enum Command {
     Bench(cmd::bench::Args),
     /// Compare an engine's outputs with the CPU reference on the same inputs.
     Compare(cmd::compare::Args),
+    /// Serve a model repository over the Open Inference Protocol (HTTP and gRPC).
+    Serve(cmd::serve::Args),
 }
 
 fn init_logging(verbose: u8) {
@@ -88,6 +90,7 @@ fn main() -> ExitCode {
         Command::Run(args) => cmd::run::run(&args),
         Command::Bench(args) => cmd::bench::run(&args),
         Command::Compare(args) => cmd::compare::run(&args),
+        Command::Serve(args) => cmd::serve::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,3 +7,4 @@ pub mod feeds;
 pub mod inspect;
 pub mod inspect_engine;
 pub mod run;
+pub mod serve;
