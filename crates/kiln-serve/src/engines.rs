@@ -68,6 +68,22 @@ fn max_batch(inputs: &[(String, Shape)], config: &ModelConfig) -> usize {
     })
 }
 
+/// The max batch of a plan: the config's, else the default capped by the plan's profiles.
+fn plan_max_batch(plan: &Plan, config: &ModelConfig) -> usize {
+    let default = max_batch(&specs(&plan.header.inputs), config);
+    if config.max_batch.is_some() {
+        return default;
+    }
+    plan.header
+        .config
+        .profiles
+        .iter()
+        .flat_map(|p| p.inputs.iter())
+        .filter_map(|i| i.max.first().copied())
+        .fold(default, usize::min)
+        .max(1)
+}
+
 /// The optimisation profile: the config's ranges, and `[1..=max_batch, rest]` for inputs whose
 /// only symbolic dim is the batch dim. `need_all`: every dynamic input must be covered (GPU
 /// builds); the CPU reference runs any shape.
@@ -202,16 +218,26 @@ fn open_cpu(
     config: &ModelConfig,
     config_path: &Path,
 ) -> Result<Engines, ServeError> {
-    let graph = if is_plan {
+    let (graph, plan) = if is_plan {
         let plan = Plan::load(file).map_err(|e| load_err(file, e))?;
-        plan.graph().map_err(|e| load_err(file, e))?
+        (plan.graph().map_err(|e| load_err(file, e))?, Some(plan))
     } else {
-        kiln_onnx::load(file).map_err(|e| load_err(file, e))?
+        (kiln_onnx::load(file).map_err(|e| load_err(file, e))?, None)
     };
     let engine = kiln_reference::CpuEngine::new(graph).map_err(|e| load_err(file, e))?;
     let inputs = specs(kiln_core::Engine::inputs(&engine));
-    let max_batch = max_batch(&inputs, config);
-    let profiles = profiles(&inputs, config, max_batch, false, config_path)?;
+    let (max_batch, profiles) = match &plan {
+        // A plan keeps the shape ranges it was built for, unless config.json gives others.
+        Some(plan) if config.profiles.is_empty() => (
+            plan_max_batch(plan, config),
+            plan.header.config.profiles.clone(),
+        ),
+        _ => {
+            let max_batch = max_batch(&inputs, config);
+            let profiles = profiles(&inputs, config, max_batch, false, config_path)?;
+            (max_batch, profiles)
+        }
+    };
     let engine = engine
         .with_profiles(profiles)
         .map_err(|e| load_err(file, e))?;
@@ -255,7 +281,7 @@ fn open_gpu(
     let max_batch;
     if is_plan {
         let plan = Plan::load(file).map_err(|e| load_err(file, e))?;
-        max_batch = self::max_batch(&specs(&plan.header.inputs), config);
+        max_batch = plan_max_batch(&plan, config);
         for &o in &ordinals {
             let device = gpu(o)?;
             let engine = kiln_engine::Engine::from_plan(&device, &plan)
@@ -416,5 +442,56 @@ mod tests {
             ..BuildConfig::default()
         };
         assert_ne!(a, cache_key(b"model-a", &c16, &fp));
+    }
+
+    #[test]
+    fn a_kiln_plan_runs_on_the_cpu_backend_with_its_profile() {
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/mlp_legacy.onnx");
+        let graph = kiln_onnx::load(&fixture).unwrap();
+        let config = BuildConfig {
+            profiles: vec![OptimizationProfile {
+                inputs: vec![ProfileInput {
+                    name: "x".into(),
+                    min: vec![1, 16],
+                    opt: vec![2, 16],
+                    max: vec![4, 16],
+                }],
+            }],
+            ..BuildConfig::default()
+        };
+        // The host half of a build (no GPU needed) gives a plan with the optimised graph.
+        let plan = kiln_engine::prepare(&graph, &config, Default::default()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let vdir = dir.path().join("m/1");
+        std::fs::create_dir_all(&vdir).unwrap();
+        plan.save(vdir.join("model.kiln")).unwrap();
+        let cfg = ModelConfig::parse(r#"{"backend": "cpu"}"#, Path::new("m/config.json")).unwrap();
+        let e = open("m", &vdir, &cfg, Path::new("m/config.json")).unwrap();
+        assert_eq!((e.backend, e.max_batch), ("cpu", 4));
+        let exec = kiln_batch::Executor::builder(e.devices[0].engine.clone())
+            .max_batch(e.max_batch)
+            .devices(e.devices)
+            .build()
+            .unwrap();
+        let mut rng = fastrand::Rng::new();
+        let x: Vec<f32> = (0..32).map(|_| rng.f32() - 0.5).collect();
+        let input = kiln_core::HostTensor::from_slice("x", &[2, 16], &x).unwrap();
+        let got = exec
+            .infer(kiln_batch::Request::new(vec![input.clone()]))
+            .unwrap();
+        let reference = Arc::new(kiln_reference::CpuEngine::new(graph).unwrap());
+        let want = kiln_core::Engine::create_context(reference)
+            .unwrap()
+            .execute_host(&[input])
+            .unwrap();
+        let (a, b) = (
+            got.outputs[0].as_slice::<f32>().unwrap(),
+            want[0].as_slice::<f32>().unwrap(),
+        );
+        assert!(
+            a.iter()
+                .zip(b.iter())
+                .all(|(p, q)| (p - q).abs() <= 1e-5 * (1.0 + q.abs()))
+        );
     }
 }

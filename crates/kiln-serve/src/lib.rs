@@ -37,6 +37,8 @@ pub mod tensor;
 pub mod tls;
 
 #[cfg(test)]
+mod grpc_tests;
+#[cfg(test)]
 mod http_tests;
 
 pub use crate::config::ModelConfig;
