@@ -118,3 +118,92 @@ impl axum::serve::Listener for TlsListener {
         Ok(self.local)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use crate::grpc::pb;
+    use crate::server::{ServeOptions, Server};
+
+    #[test]
+    fn bad_pem_files_are_named_in_the_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("cert.pem");
+        let key = dir.path().join("key.pem");
+        std::fs::write(&cert, "not a certificate").unwrap();
+        std::fs::write(&key, "not a key").unwrap();
+        let e = super::load(&cert, &key).err().unwrap().to_string();
+        assert!(e.contains("cert.pem"), "{e}");
+        let e = super::load(&dir.path().join("none.pem"), &key)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("none.pem"), "{e}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn https_and_grpc_over_tls_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let vdir = dir.path().join("mlp/1");
+        std::fs::create_dir_all(&vdir).unwrap();
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/mlp_legacy.onnx");
+        std::fs::copy(fixture, vdir.join("model.onnx")).unwrap();
+        std::fs::write(dir.path().join("mlp/config.json"), r#"{"backend": "cpu"}"#).unwrap();
+        let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let cert_pem = certified.cert.pem();
+        let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        std::fs::write(&cert, &cert_pem).unwrap();
+        std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+        let mut opts = ServeOptions::new(dir.path());
+        (opts.http_port, opts.grpc_port, opts.metrics_port) = (0, 0, 0);
+        opts.tls = Some((cert.clone(), key.clone()));
+        let server = Server::start(&opts).await.unwrap();
+
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(certified.cert.der().clone()).unwrap();
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+        let tcp = tokio::net::TcpStream::connect(server.http).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = connector.connect(name, tcp).await.unwrap();
+        tls.write_all(
+            b"GET /v2/health/live HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut out = Vec::new();
+        let _ = tls.read_to_end(&mut out).await;
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+
+        let tls = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(&cert_pem))
+            .domain_name("localhost");
+        let channel = tonic::transport::Channel::from_shared(format!(
+            "https://127.0.0.1:{}",
+            server.grpc.port()
+        ))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+        let mut c = pb::grpc_inference_service_client::GrpcInferenceServiceClient::new(channel);
+        let live = c
+            .server_live(pb::ServerLiveRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(live.live);
+        server.shutdown().await;
+    }
+}
