@@ -97,8 +97,14 @@ impl Server {
             let repo = repo.clone();
             tokio::task::spawn_blocking(move || -> Result<(), ServeError> {
                 for name in &names {
-                    repo.load(name)
-                        .map_err(|e| ServeError::Load(format!("loading model '{name}': {e}")))?;
+                    repo.load(name).map_err(|e| {
+                        let text = e.to_string();
+                        if text.contains(&format!("'{name}'")) {
+                            e
+                        } else {
+                            ServeError::Load(format!("loading model '{name}': {text}"))
+                        }
+                    })?;
                 }
                 Ok(())
             })
