@@ -7,7 +7,7 @@
 # Needs: the device bundle's kiln binary (target/device/bin/kiln, or KILN=path), python3 with
 # torch + torchvision + onnx + onnxscript (to export ResNet-50 with fixtures/export_zoo.py), and
 # tritonclient[http,grpc]: either installed, or wheels carried in target/device/wheels (the GPU
-# machine has no PyPI; make them here with
+# machine has no PyPI; numpy is not needed among them; make them here with
 #   pip download -d target/device/wheels --only-binary=:all: --python-version 3.X \
 #       --platform manylinux2014_x86_64 'tritonclient[http,grpc]==2.73.0'
 # where 3.X is the GPU machine's python3). A missing GPU or client is an error, never a skip.
@@ -35,15 +35,18 @@ die() { echo "serve-resnet50: $*" | tee -a "$OUT/error.txt" >&2; exit 1; }
 [ -x "$KILN" ] || die "$KILN is missing: run cargo xtask device-bundle and carry target/device (or set KILN)"
 nvidia-smi -L >/dev/null 2>&1 || die "no GPU (nvidia-smi -L failed): this benchmark needs one"
 
-# tritonclient: installed, or from carried wheels into a venv that sees the system numpy.
+# tritonclient: installed, or from carried wheels. They go into a --target folder on
+# PYTHONPATH, without dependency resolution: a venv would not see the GPU machine's own
+# packages (its python3 is itself an environment), and numpy is not carried.
 PY=python3
 if ! $PY -c "import tritonclient.http, tritonclient.grpc" 2>/dev/null; then
   WHEELS=${WHEELS:-$ROOT/target/device/wheels}
   [ -d "$WHEELS" ] || die "tritonclient is not installed and $WHEELS does not exist (see the header of this script)"
-  $PY -m venv --system-site-packages "$W/venv" || die "python3 -m venv failed"
-  "$W/venv/bin/pip" install --quiet --no-index --find-links "$WHEELS" 'tritonclient[http,grpc]' \
-    || die "installing tritonclient from $WHEELS failed"
-  PY=$W/venv/bin/python
+  rm -rf "$W/pylib"
+  $PY -m pip install --quiet --no-index --no-deps --target "$W/pylib" "$WHEELS"/*.whl \
+    || die "installing the wheels of $WHEELS failed"
+  export PYTHONPATH="$W/pylib${PYTHONPATH:+:$PYTHONPATH}"
+  $PY -c "import tritonclient.http, tritonclient.grpc" || die "tritonclient does not import from the carried wheels"
 fi
 
 # ResNet-50 (torchvision, random weights, BatchNorm folded), input `input` [batch,3,224,224].

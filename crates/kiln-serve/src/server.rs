@@ -134,6 +134,12 @@ impl Server {
         let rx = stop_rx.clone();
         tasks.push(match &tls {
             None => tokio::spawn(async move {
+                // Answers go out at once, not after the client's delayed ACK.
+                let http_l = axum::serve::ListenerExt::tap_io(http_l, |tcp| {
+                    if let Err(e) = tcp.set_nodelay(true) {
+                        tracing::debug!("TCP_NODELAY on an HTTP connection: {e}");
+                    }
+                });
                 let r = axum::serve(http_l, router)
                     .with_graceful_shutdown(stopped(rx))
                     .await;
