@@ -3,9 +3,11 @@
 //! `kiln serve` child process on free ports, and a minimal HTTP/1.1 client over `std::net`.
 //!
 //! The `kiln` binary lives in another package (kiln-cli), so `CARGO_BIN_EXE_kiln` is not
-//! available here. [`kiln_bin`] therefore runs `cargo build -p kiln-cli` (the `CARGO` that runs
-//! the tests, same profile, same target folder: the folder above this test binary's `deps/`) and
-//! uses `<target>/<profile>/kiln`. `KILN_BIN=/path/to/kiln` skips the build and uses that file.
+//! available here. [`kiln_bin`] uses `<target>/<profile>/kiln` (the folder above this test
+//! binary's `deps/`) when it is newer than every source of the workspace (`cargo test
+//! --workspace` builds it for kiln-cli's tests); otherwise it runs `cargo build -p kiln-cli`
+//! (the `CARGO` that runs the tests, same profile, same target folder) first.
+//! `KILN_BIN=/path/to/kiln` skips both and uses that file.
 //!
 //! The venv lives in `<target>/kiln-serve-venv` and holds pinned versions of tritonclient
 //! (HTTP and gRPC), numpy and PyYAML from PyPI. `KILN_SERVE_PYTHON=/path/to/python` uses a
@@ -61,6 +63,33 @@ pub fn profile_dir() -> PathBuf {
     dir.to_path_buf()
 }
 
+/// The newest modification time of the workspace's sources: Cargo.lock, and every `.rs`,
+/// `.toml` and `.proto` file under `crates/`.
+fn newest_source(root: &Path) -> Option<std::time::SystemTime> {
+    let mut newest = std::fs::metadata(root.join("Cargo.lock"))
+        .ok()?
+        .modified()
+        .ok()?;
+    let mut stack = vec![root.join("crates")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).ok()?.flatten() {
+            let path = entry.path();
+            let name = entry.file_name();
+            if path.is_dir() {
+                if name != "target" && !name.to_string_lossy().starts_with('.') {
+                    stack.push(path);
+                }
+            } else if path
+                .extension()
+                .is_some_and(|e| e == "rs" || e == "toml" || e == "proto")
+            {
+                newest = newest.max(entry.metadata().ok()?.modified().ok()?);
+            }
+        }
+    }
+    Some(newest)
+}
+
 /// The `kiln` binary: `KILN_BIN`, or kiln-cli built by cargo into this test's target folder.
 pub fn kiln_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
@@ -76,6 +105,21 @@ pub fn kiln_bin() -> PathBuf {
         }
         let profile = profile_dir();
         let target = profile.parent().unwrap_or(&profile).to_path_buf();
+        let built = profile.join(format!("kiln{}", std::env::consts::EXE_SUFFIX));
+        // `cargo test --workspace` builds kiln-cli's binary for kiln-cli's own tests: use it
+        // when it is newer than every source of the workspace. A separate `cargo build -p
+        // kiln-cli` would compile the whole dependency tree again with other features.
+        if let (Ok(bin_time), Some(src_time)) = (
+            std::fs::metadata(&built).and_then(|m| m.modified()),
+            newest_source(&workspace_root()),
+        ) && bin_time >= src_time
+        {
+            eprintln!(
+                "kiln-serve tests: using {} (newer than every source)",
+                built.display()
+            );
+            return built;
+        }
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut cmd = Command::new(&cargo);
         cmd.arg("build")
