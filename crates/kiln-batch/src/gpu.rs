@@ -22,6 +22,7 @@ use kiln_core::{DataType, DevicePtr, ExecutionContext, HostTensor, StreamHandle}
 use kiln_cuda::{Device, DeviceAllocator, DeviceBuffer, DeviceMemory, PinnedBuffer, Stream, copy};
 
 use crate::error::BatchError;
+use crate::tensor::split_rows;
 
 fn gpu_err(device: usize, e: impl std::fmt::Display) -> BatchError {
     BatchError::Gpu {
@@ -283,18 +284,7 @@ impl GpuPipeline {
         for (k, (name, dtype, dims, row)) in meta.into_iter().enumerate() {
             let pin = self.outs[k].pinned.as_mut().expect("ensured");
             let host = pin.read().map_err(|e| gpu_err(self.ordinal, e))?;
-            let mut at = 0;
-            for (r, out) in rows.iter().zip(per.iter_mut()) {
-                let mut d = dims.clone();
-                d[0] = *r;
-                out.push(HostTensor {
-                    name: name.clone(),
-                    dtype,
-                    dims: d,
-                    data: host[at..at + r * row].to_vec(),
-                });
-                at += r * row;
-            }
+            split_rows(&name, dtype, &dims, host, row, rows, &mut per);
         }
         self.padded_rows += (run - total) as u64;
         Ok(per)

@@ -259,18 +259,35 @@ pub(crate) fn split(
             });
         }
         let row_bytes = o.data.len() / total;
-        let mut at = 0;
-        for (k, &r) in row_counts.iter().enumerate() {
-            let mut dims = o.dims.clone();
-            dims[0] = r;
-            per[k].push(HostTensor {
-                name: o.name.clone(),
-                dtype: o.dtype,
-                dims,
-                data: o.data[at..at + r * row_bytes].to_vec(),
-            });
-            at += r * row_bytes;
-        }
+        split_rows(
+            &o.name, o.dtype, &o.dims, &o.data, row_bytes, row_counts, &mut per,
+        );
     }
     Ok(per)
+}
+
+/// Appends to each request's list (`per[k]`) its `row_counts[k]` rows of one output: `data`
+/// holds the rows one after another, `row_bytes` each; `dims` is the output's shape, whose
+/// first dim becomes the request's row count.
+pub(crate) fn split_rows(
+    name: &str,
+    dtype: DataType,
+    dims: &[usize],
+    data: &[u8],
+    row_bytes: usize,
+    row_counts: &[usize],
+    per: &mut [Vec<HostTensor>],
+) {
+    let mut at = 0;
+    for (&r, out) in row_counts.iter().zip(per.iter_mut()) {
+        let mut d = dims.to_vec();
+        d[0] = r;
+        out.push(HostTensor {
+            name: name.to_string(),
+            dtype,
+            dims: d,
+            data: data[at..at + r * row_bytes].to_vec(),
+        });
+        at += r * row_bytes;
+    }
 }
